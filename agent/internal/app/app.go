@@ -1,0 +1,124 @@
+// Package app wires xl-agent together: publisher, one pipeline per camera,
+// and the ops HTTP server.
+package app
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+
+	"github.com/xueliang/xl/agent/internal/event"
+	"github.com/xueliang/xl/agent/internal/motion"
+	"github.com/xueliang/xl/agent/internal/pipeline"
+	"github.com/xueliang/xl/agent/internal/publish"
+	"github.com/xueliang/xl/agent/internal/source"
+	"github.com/xueliang/xl/internal/lifecycle"
+	"github.com/xueliang/xl/internal/opshttp"
+	"github.com/xueliang/xl/internal/version"
+	"github.com/xueliang/xl/internal/wire"
+)
+
+// Agent is one running xl-agent.
+type Agent struct {
+	cfg     *Config
+	log     *slog.Logger
+	Reg     *prometheus.Registry
+	pub     *publish.Publisher
+	cameras []*pipeline.Camera
+	http    *opshttp.Server
+	parts   lifecycle.Group
+}
+
+// New builds every component and binds the HTTP port.
+func New(cfg *Config, log *slog.Logger) (_ *Agent, err error) {
+	a := &Agent{cfg: cfg, log: log, Reg: prometheus.NewRegistry()}
+	a.Reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	defer func() {
+		if err != nil {
+			a.parts.Close()
+		}
+	}()
+	a.pub, err = publish.New(cfg.Agent.ID, cfg.MQTT, cfg.Publish.QueueSize, cfg.Publish.StatusInterval, a.status, a.Reg, log)
+	if err != nil {
+		return nil, err
+	}
+	a.parts.Add(a.pub)
+	srcMetrics, pipeMetrics := source.NewMetrics(a.Reg), pipeline.NewMetrics(a.Reg)
+	for _, cc := range cfg.Cameras {
+		src, err := source.New(cc.ID, source.Config{
+			URL: cc.URL, FPS: cc.DetectFPS, Realtime: *cc.Realtime, QueueSize: 4,
+			ReconnectMin: time.Second, ReconnectMax: 30 * time.Second,
+		}, srcMetrics, log)
+		if err != nil {
+			return nil, err
+		}
+		cam, err := pipeline.New(pipelineConfig(cfg, cc), src, a.pub, pipeMetrics, log)
+		if err != nil {
+			src.Close()
+			return nil, err
+		}
+		a.cameras = append(a.cameras, cam)
+		a.parts.Add(cam)
+	}
+	a.http, err = opshttp.New(cfg.HTTP.Addr, a.Reg, log.With("component", "http"))
+	if err != nil {
+		return nil, err
+	}
+	a.http.AddCheck("mqtt", a.pub.Ready)
+	a.http.AddCheck("cameras", a.camerasReady)
+	a.parts.Add(a.http)
+	return a, nil
+}
+
+func pipelineConfig(cfg *Config, cc CameraConfig) pipeline.Config {
+	pc := pipeline.Config{
+		AgentID: cfg.Agent.ID, CameraID: cc.ID, Site: cc.Site, GridCode: cc.GridCode,
+		ConfigVersion: cfg.Version, SnapshotQuality: cfg.Publish.SnapshotQuality,
+		Motion: motion.Config{Width: cc.Motion.Width, History: cc.Motion.History, VarThreshold: cc.Motion.VarThreshold,
+			Warmup: cc.Motion.Warmup, MinBlobRatio: cc.Motion.MinBlob},
+	}
+	if cc.Geo != nil {
+		pc.Geo = &wire.Geo{Lat: cc.Geo.Lat, Lon: cc.Geo.Lon}
+	}
+	for _, z := range cc.Zones {
+		pc.Zones = append(pc.Zones, pipeline.Zone{Name: z.Name, Tags: z.Tags, Polygon: z.Polygon})
+	}
+	for _, s := range cc.Scenarios {
+		pc.Scenarios = append(pc.Scenarios, pipeline.Scenario{
+			Type: s.Type, Severity: s.Severity, Zones: s.Zones, MinMotion: s.MinMotion,
+			Lifecycle: event.Config{MinDuration: s.MinDuration, EndAfter: s.EndAfter, UpdateInterval: s.UpdateInterval, Cooldown: s.Cooldown},
+		})
+	}
+	return pc
+}
+
+func (a *Agent) status() wire.Status {
+	st := wire.Status{Version: version.Version, ConfigVersion: a.cfg.Version}
+	for _, c := range a.cameras {
+		st.Cameras = append(st.Cameras, c.State())
+	}
+	return st
+}
+
+func (a *Agent) camerasReady(context.Context) error {
+	for _, c := range a.cameras {
+		if s := c.State(); s.State != string(source.StateStreaming) && s.State != string(source.StateEnded) {
+			return errors.New("camera " + s.CameraID + " is " + s.State)
+		}
+	}
+	return nil
+}
+
+// HTTPAddr is the address of the metrics and health endpoints.
+func (a *Agent) HTTPAddr() string { return a.http.Addr() }
+
+// Run runs until ctx is cancelled or a component fails.
+func (a *Agent) Run(ctx context.Context) error {
+	a.log.Info("xl-agent running", "version", version.Version, "agent_id", a.cfg.Agent.ID,
+		"cameras", len(a.cameras), "broker", a.cfg.MQTT.URL, "http", a.HTTPAddr(), "config_version", a.cfg.Version)
+	return a.parts.Run(ctx)
+}

@@ -1,0 +1,43 @@
+package app
+
+import (
+	"os"
+
+	"github.com/spf13/cobra"
+
+	"github.com/xueliang/xl/internal/cli"
+	"github.com/xueliang/xl/internal/logging"
+)
+
+const defaultConfigPath = "configs/agent.yaml"
+
+// Command is the xl-agent command line.
+func Command() *cobra.Command {
+	root := &cobra.Command{
+		Use:   "xl-agent",
+		Short: "Xueliang edge agent: analyses camera streams and publishes alerts with evidence",
+	}
+	var path string
+	run := &cobra.Command{
+		Use:   "run",
+		Short: "Analyse the configured cameras and publish alerts",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			cfg, err := LoadConfig(path)
+			if err != nil {
+				return err
+			}
+			log, _ := logging.New(cfg.Log, os.Stderr)
+			a, err := New(cfg, log)
+			if err != nil {
+				return err
+			}
+			return a.Run(cmd.Context())
+		},
+	}
+	run.Flags().StringVarP(&path, "config", "c", defaultConfigPath, "configuration file")
+	root.AddCommand(run,
+		cli.CheckConfigCommand(defaultConfigPath, func(p string) error { _, err := LoadConfig(p); return err }),
+		cli.VersionCommand("xl-agent"))
+	return root
+}

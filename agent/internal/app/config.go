@@ -1,0 +1,281 @@
+package app
+
+import (
+	"crypto/sha256"
+	"encoding/hex"
+	"fmt"
+	"os"
+	"time"
+
+	"github.com/xueliang/xl/agent/internal/motion"
+	"github.com/xueliang/xl/internal/config"
+	"github.com/xueliang/xl/internal/logging"
+	"github.com/xueliang/xl/internal/mqttc"
+	"github.com/xueliang/xl/internal/wire"
+)
+
+// Config is xl-agent's configuration (configs/agent.yaml).
+type Config struct {
+	Agent   AgentConfig    `mapstructure:"agent"`
+	MQTT    mqttc.Config   `mapstructure:"mqtt"`
+	HTTP    HTTPConfig     `mapstructure:"http"`
+	Publish PublishConfig  `mapstructure:"publish"`
+	Cameras []CameraConfig `mapstructure:"cameras"`
+	Log     logging.Config `mapstructure:"log"`
+
+	// Version identifies the configuration file's content in alerts.
+	Version string `mapstructure:"-"`
+}
+
+// AgentConfig identifies the edge box.
+type AgentConfig struct {
+	ID string `mapstructure:"id"`
+}
+
+// HTTPConfig is the agent's metrics and health listener.
+type HTTPConfig struct {
+	Addr string `mapstructure:"addr"`
+}
+
+// PublishConfig tunes how alerts leave the box.
+type PublishConfig struct {
+	QueueSize       int           `mapstructure:"queue_size"`
+	StatusInterval  time.Duration `mapstructure:"status_interval"`
+	SnapshotQuality int           `mapstructure:"snapshot_quality"`
+}
+
+// GeoConfig is a camera's position.
+type GeoConfig struct {
+	Lat float64 `mapstructure:"lat"`
+	Lon float64 `mapstructure:"lon"`
+}
+
+// MotionConfig tunes the background model.
+type MotionConfig struct {
+	Width        int     `mapstructure:"width"`
+	History      int     `mapstructure:"history"`
+	VarThreshold float64 `mapstructure:"var_threshold"`
+	Warmup       int     `mapstructure:"warmup_frames"`
+	MinBlob      float64 `mapstructure:"min_blob"`
+}
+
+// ZoneConfig is a named polygon in normalised coordinates (0–1, origin at
+// the top left of the frame).
+type ZoneConfig struct {
+	Name    string       `mapstructure:"name"`
+	Tags    []string     `mapstructure:"tags"`
+	Polygon [][2]float64 `mapstructure:"polygon"`
+}
+
+// ScenarioConfig is a rule raising alerts of one type in some zones.
+type ScenarioConfig struct {
+	Type           string        `mapstructure:"type"`
+	Zones          []string      `mapstructure:"zones"`
+	Severity       int           `mapstructure:"severity"`
+	MinMotion      float64       `mapstructure:"min_motion"`
+	MinDuration    time.Duration `mapstructure:"min_duration"`
+	EndAfter       time.Duration `mapstructure:"end_after"`
+	UpdateInterval time.Duration `mapstructure:"update_interval"`
+	Cooldown       time.Duration `mapstructure:"cooldown"`
+}
+
+// CameraConfig is one camera and what to look for in it.
+type CameraConfig struct {
+	ID        string           `mapstructure:"id"`
+	URL       string           `mapstructure:"url"`
+	Site      string           `mapstructure:"site"`
+	GridCode  string           `mapstructure:"grid_code"`
+	Geo       *GeoConfig       `mapstructure:"geo"`
+	DetectFPS float64          `mapstructure:"detect_fps"`
+	Realtime  *bool            `mapstructure:"realtime"`
+	Motion    MotionConfig     `mapstructure:"motion"`
+	Zones     []ZoneConfig     `mapstructure:"zones"`
+	Scenarios []ScenarioConfig `mapstructure:"scenarios"`
+}
+
+// Scenario types the agent implements in this release.
+var implementedScenarios = map[string]bool{wire.TypeIntrusion: true}
+
+// DefaultConfig is the configuration with nothing set.
+func DefaultConfig() *Config {
+	return &Config{
+		MQTT:    mqttc.Default(),
+		HTTP:    HTTPConfig{Addr: "127.0.0.1:9101"},
+		Publish: PublishConfig{QueueSize: 1000, StatusInterval: 30 * time.Second, SnapshotQuality: 85},
+		Log:     logging.Default(),
+	}
+}
+
+// ApplyDefaults fills in per-camera and per-scenario defaults.
+func (c *Config) ApplyDefaults() {
+	for i := range c.Cameras {
+		cam := &c.Cameras[i]
+		if cam.DetectFPS == 0 {
+			cam.DetectFPS = 5
+		}
+		if cam.Realtime == nil {
+			t := true
+			cam.Realtime = &t
+		}
+		m := &cam.Motion
+		if m.Width == 0 {
+			m.Width = 640
+		}
+		if m.History == 0 {
+			m.History = 300
+		}
+		if m.VarThreshold == 0 {
+			m.VarThreshold = 16
+		}
+		if m.Warmup == 0 {
+			m.Warmup = 25
+		}
+		if m.MinBlob == 0 {
+			m.MinBlob = 0.0005
+		}
+		for j := range cam.Scenarios {
+			s := &cam.Scenarios[j]
+			if s.Severity == 0 {
+				s.Severity = 3
+			}
+			if s.MinMotion == 0 {
+				s.MinMotion = 0.01
+			}
+			if s.EndAfter == 0 {
+				s.EndAfter = 5 * time.Second
+			}
+			if s.UpdateInterval == 0 {
+				s.UpdateInterval = 30 * time.Second
+			}
+		}
+	}
+}
+
+// Validate reports every problem in c.
+func (c *Config) Validate() []config.FieldError {
+	var p config.Problems
+	if !wire.ValidID(c.Agent.ID) {
+		p.Add("agent.id", "%q must match [A-Za-z0-9][A-Za-z0-9_.-]{0,63}", c.Agent.ID)
+	}
+	p.Merge("mqtt", c.MQTT.Validate(false))
+	p.HostPort("http.addr", c.HTTP.Addr, true)
+	if c.Publish.QueueSize < 10 {
+		p.Add("publish.queue_size", "at least 10")
+	}
+	if c.Publish.StatusInterval < time.Second {
+		p.Add("publish.status_interval", "at least 1s")
+	}
+	if c.Publish.SnapshotQuality < 1 || c.Publish.SnapshotQuality > 100 {
+		p.Add("publish.snapshot_quality", "must be within 1–100")
+	}
+	for _, msg := range c.Log.Validate("log") {
+		p.Add("log", "%s", msg)
+	}
+	if len(c.Cameras) == 0 {
+		p.Add("cameras", "at least one camera is required")
+	}
+	seen := map[string]bool{}
+	for i, cam := range c.Cameras {
+		key := fmt.Sprintf("cameras[%d]", i)
+		if !wire.ValidID(cam.ID) {
+			p.Add(key+".id", "%q must match [A-Za-z0-9][A-Za-z0-9_.-]{0,63}", cam.ID)
+		} else if seen[cam.ID] {
+			p.Add(key+".id", "%q is used by another camera", cam.ID)
+		}
+		seen[cam.ID] = true
+		p.URL(key+".url", cam.URL, "rtsp", "rtsps", "file")
+		if len(cam.Site) > 128 {
+			p.Add(key+".site", "longer than 128 bytes")
+		}
+		if len(cam.GridCode) > 64 {
+			p.Add(key+".grid_code", "longer than 64 bytes")
+		}
+		if g := cam.Geo; g != nil && (g.Lat < -90 || g.Lat > 90 || g.Lon < -180 || g.Lon > 180) {
+			p.Add(key+".geo", "lat must be within ±90 and lon within ±180")
+		}
+		if cam.DetectFPS <= 0 || cam.DetectFPS > 60 {
+			p.Add(key+".detect_fps", "must be within (0, 60]")
+		}
+		m := cam.Motion
+		if m.Width < 64 || m.Width > 4096 {
+			p.Add(key+".motion.width", "must be within 64–4096")
+		}
+		if m.History < 1 {
+			p.Add(key+".motion.history", "must be positive")
+		}
+		if m.VarThreshold <= 0 {
+			p.Add(key+".motion.var_threshold", "must be positive")
+		}
+		if m.Warmup < 0 {
+			p.Add(key+".motion.warmup_frames", "must be ≥ 0")
+		}
+		if m.MinBlob < 0 || m.MinBlob >= 1 {
+			p.Add(key+".motion.min_blob", "must be within 0–1")
+		}
+		zones := map[string]bool{}
+		if len(cam.Zones) == 0 {
+			p.Add(key+".zones", "at least one zone is required")
+		}
+		for j, z := range cam.Zones {
+			zk := fmt.Sprintf("%s.zones[%d]", key, j)
+			if !wire.ValidID(z.Name) {
+				p.Add(zk+".name", "%q must match [A-Za-z0-9][A-Za-z0-9_.-]{0,63}", z.Name)
+			} else if zones[z.Name] {
+				p.Add(zk+".name", "%q is used by another zone of this camera", z.Name)
+			}
+			zones[z.Name] = true
+			if err := motion.ValidatePolygon(z.Polygon); err != nil {
+				p.Add(zk+".polygon", "%v", err)
+			}
+		}
+		if len(cam.Scenarios) == 0 {
+			p.Add(key+".scenarios", "at least one scenario is required")
+		}
+		for j, s := range cam.Scenarios {
+			sk := fmt.Sprintf("%s.scenarios[%d]", key, j)
+			if !implementedScenarios[s.Type] {
+				p.Add(sk+".type", "%q is not implemented yet; this release implements: intrusion", s.Type)
+			}
+			if len(s.Zones) == 0 {
+				p.Add(sk+".zones", "name at least one zone")
+			}
+			for _, zn := range s.Zones {
+				if !zones[zn] {
+					p.Add(sk+".zones", "no zone named %q on this camera", zn)
+				}
+			}
+			if s.Severity < 1 || s.Severity > 4 {
+				p.Add(sk+".severity", "must be within 1 (most urgent) – 4")
+			}
+			if s.MinMotion <= 0 || s.MinMotion > 1 {
+				p.Add(sk+".min_motion", "must be within (0, 1]")
+			}
+			if s.MinDuration < 0 || s.Cooldown < 0 {
+				p.Add(sk, "min_duration and cooldown must be ≥ 0")
+			}
+			if s.EndAfter < 100*time.Millisecond {
+				p.Add(sk+".end_after", "at least 100ms")
+			}
+			if s.UpdateInterval < time.Second {
+				p.Add(sk+".update_interval", "at least 1s")
+			}
+		}
+	}
+	return p.List()
+}
+
+// LoadConfig reads, overrides from XL_* and validates a configuration file.
+func LoadConfig(path string) (*Config, error) {
+	cfg := DefaultConfig()
+	if err := config.Load(path, cfg); err != nil {
+		return nil, err
+	}
+	if path != "" {
+		b, err := os.ReadFile(path)
+		if err == nil {
+			sum := sha256.Sum256(b)
+			cfg.Version = hex.EncodeToString(sum[:6])
+		}
+	}
+	return cfg, nil
+}

@@ -1,0 +1,43 @@
+package app
+
+import (
+	"os"
+
+	"github.com/spf13/cobra"
+
+	"github.com/xueliang/xl/internal/cli"
+	"github.com/xueliang/xl/internal/logging"
+)
+
+const defaultConfigPath = "configs/central.yaml"
+
+// Command is the xl-central command line.
+func Command() *cobra.Command {
+	root := &cobra.Command{
+		Use:   "xl-central",
+		Short: "Xueliang command centre: receives alerts from edge agents, stores them and serves the console",
+	}
+	var path string
+	serve := &cobra.Command{
+		Use:   "serve",
+		Short: "Run the command centre (broker, intake, API, console)",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			cfg, err := LoadConfig(path)
+			if err != nil {
+				return err
+			}
+			log, _ := logging.New(cfg.Log, os.Stderr)
+			c, err := New(cmd.Context(), cfg, log)
+			if err != nil {
+				return err
+			}
+			return c.Run(cmd.Context())
+		},
+	}
+	serve.Flags().StringVarP(&path, "config", "c", defaultConfigPath, "configuration file")
+	root.AddCommand(serve,
+		cli.CheckConfigCommand(defaultConfigPath, func(p string) error { _, err := LoadConfig(p); return err }),
+		cli.VersionCommand("xl-central"))
+	return root
+}

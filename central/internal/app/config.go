@@ -1,0 +1,99 @@
+package app
+
+import (
+	"fmt"
+	"time"
+
+	"github.com/xueliang/xl/central/internal/broker"
+	"github.com/xueliang/xl/internal/config"
+	"github.com/xueliang/xl/internal/logging"
+	"github.com/xueliang/xl/internal/mqttc"
+)
+
+// Config is xl-central's configuration (configs/central.yaml).
+type Config struct {
+	HTTP   HTTPConfig     `mapstructure:"http"`
+	Broker broker.Config  `mapstructure:"broker"`
+	MQTT   mqttc.Config   `mapstructure:"mqtt"`
+	Store  StoreConfig    `mapstructure:"store"`
+	Intake IntakeConfig   `mapstructure:"intake"`
+	Log    logging.Config `mapstructure:"log"`
+}
+
+// HTTPConfig is the API, console and metrics listener.
+type HTTPConfig struct {
+	Addr string `mapstructure:"addr"`
+}
+
+// StoreConfig selects central's database.
+type StoreConfig struct {
+	Driver string `mapstructure:"driver"` // sqlite
+	Path   string `mapstructure:"path"`   // SQLite file
+}
+
+// IntakeConfig tunes message validation.
+type IntakeConfig struct {
+	MaxFutureSkew time.Duration `mapstructure:"max_future_skew"`
+}
+
+// DefaultConfig is the configuration with nothing set.
+func DefaultConfig() *Config {
+	m := mqttc.Default()
+	m.URL = "" // the embedded broker
+	m.ClientID = "xl-central"
+	return &Config{
+		HTTP:   HTTPConfig{Addr: "127.0.0.1:8080"},
+		Broker: broker.Config{Enabled: true, Listen: "127.0.0.1:1883", MaxPacketBytes: 16 << 20},
+		MQTT:   m,
+		Store:  StoreConfig{Driver: "sqlite", Path: "data/xl-central.db"},
+		Intake: IntakeConfig{MaxFutureSkew: 5 * time.Minute},
+		Log:    logging.Default(),
+	}
+}
+
+// Validate reports every problem in c.
+func (c *Config) Validate() []config.FieldError {
+	var p config.Problems
+	p.HostPort("http.addr", c.HTTP.Addr, true)
+	if c.Broker.Enabled {
+		p.HostPort("broker.listen", c.Broker.Listen, true)
+		if c.Broker.MaxPacketBytes < 256<<10 {
+			p.Add("broker.max_packet_bytes", "at least 262144 (256 KiB), so that snapshots fit")
+		}
+	} else if c.MQTT.URL == "" {
+		p.Add("mqtt.url", "required when broker.enabled is false")
+	}
+	p.Merge("mqtt", c.MQTT.Validate(c.Broker.Enabled))
+	switch c.Store.Driver {
+	case "sqlite":
+		if c.Store.Path == "" {
+			p.Add("store.path", "required for the sqlite driver")
+		}
+	default:
+		p.Add("store.driver", "%q is not supported; use sqlite", c.Store.Driver)
+	}
+	if c.Intake.MaxFutureSkew < time.Second || c.Intake.MaxFutureSkew > 24*time.Hour {
+		p.Add("intake.max_future_skew", "must be within 1s–24h")
+	}
+	for _, msg := range c.Log.Validate("log") {
+		p.Add("log", "%s", msg)
+	}
+	return p.List()
+}
+
+// LoadConfig reads, overrides from XL_* and validates a configuration file.
+func LoadConfig(path string) (*Config, error) {
+	cfg := DefaultConfig()
+	if err := config.Load(path, cfg); err != nil {
+		return nil, err
+	}
+	return cfg, nil
+}
+
+// BrokerURL is the broker central's intake connects to.
+func (c *Config) BrokerURL(embeddedAddr string) string {
+	if c.MQTT.URL != "" {
+		return c.MQTT.URL
+	}
+	return fmt.Sprintf("tcp://%s", embeddedAddr)
+}

@@ -1,0 +1,279 @@
+// Package intake receives what agents publish (alerts, evidence, status),
+// validates it against the wire contract and stores it idempotently.
+// A message is acknowledged to the broker only once it is stored or
+// definitively rejected, so nothing that was sent is lost to a store hiccup.
+package intake
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync/atomic"
+	"time"
+
+	mqtt "github.com/eclipse/paho.mqtt.golang"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promauto"
+
+	"github.com/xueliang/xl/central/internal/store"
+	"github.com/xueliang/xl/internal/mqttc"
+	"github.com/xueliang/xl/internal/wire"
+)
+
+// Store is what intake needs from central's store.
+type Store interface {
+	InsertAlert(ctx context.Context, a *wire.Alert, receivedAt time.Time) (bool, error)
+	PutEvidence(ctx context.Context, ev store.Evidence) (bool, error)
+	PutAgentStatus(ctx context.Context, st *wire.Status, seen time.Time) error
+}
+
+// Rejection reasons intake adds to the wire decoder's.
+const (
+	ReasonAgentMismatch wire.Reason = "agent_mismatch"
+	ReasonBadTopic      wire.Reason = "bad_topic"
+)
+
+type metrics struct {
+	received  *prometheus.CounterVec
+	rejected  *prometheus.CounterVec
+	ingested  prometheus.Counter
+	duplicate prometheus.Counter
+	evidence  *prometheus.CounterVec
+	storeSecs prometheus.Histogram
+	latency   prometheus.Histogram
+	connected prometheus.Gauge
+	retries   prometheus.Counter
+}
+
+func newMetrics(reg prometheus.Registerer) *metrics {
+	f := promauto.With(reg)
+	return &metrics{
+		received: f.NewCounterVec(prometheus.CounterOpts{Name: "xl_central_messages_received_total",
+			Help: "MQTT messages received from agents, by kind."}, []string{"kind"}),
+		rejected: f.NewCounterVec(prometheus.CounterOpts{Name: "xl_central_messages_rejected_total",
+			Help: "Messages rejected, by kind and reason."}, []string{"kind", "reason"}),
+		ingested: f.NewCounter(prometheus.CounterOpts{Name: "xl_central_alerts_ingested_total",
+			Help: "Alerts stored for the first time."}),
+		duplicate: f.NewCounter(prometheus.CounterOpts{Name: "xl_central_alerts_duplicate_total",
+			Help: "Alerts received again after they were stored (redeliveries)."}),
+		evidence: f.NewCounterVec(prometheus.CounterOpts{Name: "xl_central_evidence_stored_total",
+			Help: "Evidence items stored, by kind."}, []string{"kind"}),
+		storeSecs: f.NewHistogram(prometheus.HistogramOpts{Name: "xl_central_store_write_seconds",
+			Help: "Time to store one received message.", Buckets: prometheus.ExponentialBuckets(0.0001, 2.5, 12)}),
+		latency: f.NewHistogram(prometheus.HistogramOpts{Name: "xl_central_alert_detect_to_stored_seconds",
+			Help: "Time from an alert's detected_at to it being stored at central.", Buckets: prometheus.ExponentialBuckets(0.005, 2.5, 12)}),
+		connected: f.NewGauge(prometheus.GaugeOpts{Name: "xl_central_mqtt_connected",
+			Help: "1 while central's intake is connected to the broker."}),
+		retries: f.NewCounter(prometheus.CounterOpts{Name: "xl_central_store_retries_total",
+			Help: "Store writes retried after an error."}),
+	}
+}
+
+// Intake subscribes to the agents' topics.
+type Intake struct {
+	cfg       mqttc.Config
+	store     Store
+	log       *slog.Logger
+	m         *metrics
+	dec       wire.Decoder
+	client    mqtt.Client
+	connected atomic.Bool
+	ctx       context.Context
+	cancel    context.CancelFunc
+}
+
+// New prepares the intake; it connects in Run.
+func New(cfg mqttc.Config, st Store, dec wire.Decoder, reg prometheus.Registerer, log *slog.Logger) (*Intake, error) {
+	if cfg.ClientID == "" {
+		cfg.ClientID = "xl-central"
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	in := &Intake{cfg: cfg, store: st, dec: dec, log: log.With("component", "intake"), m: newMetrics(reg), ctx: ctx, cancel: cancel}
+	opts, err := cfg.Options()
+	if err != nil {
+		cancel()
+		return nil, err
+	}
+	opts.SetAutoAckDisabled(true)
+	opts.SetOnConnectHandler(in.onConnect)
+	opts.SetConnectionLostHandler(func(_ mqtt.Client, err error) {
+		in.connected.Store(false)
+		in.m.connected.Set(0)
+		in.log.Warn("broker connection lost", "err", err)
+	})
+	in.client = mqtt.NewClient(opts)
+	return in, nil
+}
+
+// Ready reports whether intake is connected and subscribed.
+func (in *Intake) Ready(context.Context) error {
+	if !in.connected.Load() {
+		return errors.New("not connected to the MQTT broker")
+	}
+	return nil
+}
+
+func (in *Intake) onConnect(c mqtt.Client) {
+	subs := map[string]byte{wire.AllAlertsFilter: 1, wire.AllEvidenceFilter: 1, wire.AllStatusFilter: 1}
+	if err := mqttc.Wait(c.SubscribeMultiple(subs, in.handle), 10*time.Second); err != nil {
+		in.log.Error("subscribe failed; reconnecting", "err", err)
+		go c.Disconnect(100) // the retry loop connects again
+		return
+	}
+	in.connected.Store(true)
+	in.m.connected.Set(1)
+	in.log.Info("connected and subscribed", "broker", in.cfg.URL)
+}
+
+// Run connects (retrying until the broker answers) and serves until ctx is
+// cancelled.
+func (in *Intake) Run(ctx context.Context) error {
+	in.log.Info("connecting", "broker", in.cfg.URL)
+	in.client.Connect() // with ConnectRetry, this keeps trying in the background
+	select {
+	case <-ctx.Done():
+	case <-in.ctx.Done():
+	}
+	return nil
+}
+
+// Close disconnects from the broker.
+func (in *Intake) Close() error {
+	in.cancel()
+	in.client.Disconnect(500)
+	in.m.connected.Set(0)
+	return nil
+}
+
+func (in *Intake) handle(_ mqtt.Client, msg mqtt.Message) {
+	t, err := wire.ParseAgentTopic(msg.Topic())
+	if err != nil {
+		in.reject("unknown", ReasonBadTopic, err)
+		msg.Ack()
+		return
+	}
+	in.m.received.WithLabelValues(t.Kind).Inc()
+	var stored bool
+	switch t.Kind {
+	case wire.KindAlerts:
+		stored = in.handleAlert(t, msg.Payload())
+	case wire.KindEvidence:
+		stored = in.handleEvidence(t, msg.Payload())
+	case wire.KindStatus:
+		stored = in.handleStatus(t, msg.Payload())
+	default:
+		in.reject(t.Kind, ReasonBadTopic, fmt.Errorf("agents do not publish %q", t.Kind))
+		stored = true
+	}
+	if stored {
+		msg.Ack()
+	}
+	// Not acknowledged: central is shutting down with the message unstored;
+	// the broker delivers it again to the next session.
+}
+
+func (in *Intake) reject(kind string, reason wire.Reason, err error) {
+	in.m.rejected.WithLabelValues(kind, string(reason)).Inc()
+	in.log.Warn("message rejected", "kind", kind, "reason", reason, "err", err)
+}
+
+// retry runs op until it succeeds or central shuts down; it reports whether
+// op succeeded.
+func (in *Intake) retry(what string, op func(context.Context) error) bool {
+	backoff := 50 * time.Millisecond
+	for {
+		start := time.Now()
+		err := op(in.ctx)
+		in.m.storeSecs.Observe(time.Since(start).Seconds())
+		if err == nil {
+			return true
+		}
+		if in.ctx.Err() != nil {
+			return false
+		}
+		in.m.retries.Inc()
+		in.log.Error("store failed; retrying", "what", what, "err", err, "backoff", backoff)
+		select {
+		case <-time.After(backoff):
+		case <-in.ctx.Done():
+			return false
+		}
+		backoff = min(backoff*2, 5*time.Second)
+	}
+}
+
+func (in *Intake) handleAlert(t wire.AgentTopic, payload []byte) bool {
+	a, err := in.dec.DecodeAlert(payload)
+	if err != nil {
+		in.reject(wire.KindAlerts, wire.ReasonOf(err), err)
+		return true
+	}
+	if a.AgentID != t.AgentID {
+		in.reject(wire.KindAlerts, ReasonAgentMismatch, fmt.Errorf("payload agent_id %q published under agent %q", a.AgentID, t.AgentID))
+		return true
+	}
+	var inserted bool
+	now := time.Now()
+	ok := in.retry("alert "+a.AlertID, func(ctx context.Context) error {
+		var err error
+		inserted, err = in.store.InsertAlert(ctx, a, now)
+		return err
+	})
+	if !ok {
+		return false
+	}
+	if inserted {
+		in.m.ingested.Inc()
+		in.m.latency.Observe(time.Since(a.DetectedAt).Seconds())
+		in.log.Info("alert stored", "alert_id", a.AlertID, "agent_id", a.AgentID, "camera_id", a.CameraID,
+			"type", a.Type, "phase", a.Phase, "zone", a.Zone)
+	} else {
+		in.m.duplicate.Inc()
+		in.log.Debug("duplicate alert", "alert_id", a.AlertID)
+	}
+	return true
+}
+
+func (in *Intake) handleEvidence(t wire.AgentTopic, payload []byte) bool {
+	if err := wire.CheckEvidence(t.EvKind, payload); err != nil {
+		in.reject(wire.KindEvidence, wire.ReasonOf(err), err)
+		return true
+	}
+	sum := sha256.Sum256(payload)
+	ev := store.Evidence{
+		EvidenceMeta: store.EvidenceMeta{AlertID: t.AlertID, Kind: t.EvKind, SHA256: hex.EncodeToString(sum[:]), Size: len(payload), ReceivedAt: time.Now()},
+		Data:         payload,
+	}
+	var inserted bool
+	ok := in.retry("evidence "+t.AlertID, func(ctx context.Context) error {
+		var err error
+		inserted, err = in.store.PutEvidence(ctx, ev)
+		return err
+	})
+	if ok && inserted {
+		in.m.evidence.WithLabelValues(string(t.EvKind)).Inc()
+	}
+	return ok
+}
+
+func (in *Intake) handleStatus(t wire.AgentTopic, payload []byte) bool {
+	if len(payload) == 0 {
+		return true // a cleared retained status
+	}
+	st, err := in.dec.DecodeStatus(payload)
+	if err != nil {
+		in.reject(wire.KindStatus, wire.ReasonOf(err), err)
+		return true
+	}
+	if st.AgentID != t.AgentID {
+		in.reject(wire.KindStatus, ReasonAgentMismatch, fmt.Errorf("payload agent_id %q published under agent %q", st.AgentID, t.AgentID))
+		return true
+	}
+	in.log.Info("agent status", "agent_id", st.AgentID, "state", st.State)
+	return in.retry("status "+st.AgentID, func(ctx context.Context) error {
+		return in.store.PutAgentStatus(ctx, st, time.Now())
+	})
+}

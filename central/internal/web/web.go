@@ -1,0 +1,221 @@
+// Package web serves central's JSON API and console.
+package web
+
+import (
+	"context"
+	"embed"
+	"encoding/json"
+	"errors"
+	"io/fs"
+	"log/slog"
+	"net/http"
+	"net/url"
+	"strconv"
+	"time"
+
+	"github.com/xueliang/xl/central/internal/store"
+	"github.com/xueliang/xl/internal/wire"
+)
+
+// Reader is what the API reads from central's store.
+type Reader interface {
+	ListAlerts(ctx context.Context, f store.AlertFilter) ([]store.AlertRecord, error)
+	GetAlert(ctx context.Context, alertID string) (store.AlertRecord, error)
+	GetEvidence(ctx context.Context, alertID string, kind wire.EvidenceKind) (store.Evidence, error)
+	ListAgents(ctx context.Context) ([]store.AgentRecord, error)
+}
+
+//go:embed console
+var consoleFS embed.FS
+
+// MaxPageSize is the largest page of alerts one request returns.
+const MaxPageSize = 1000
+
+// API serves /api/v1 and the console.
+type API struct {
+	r   Reader
+	log *slog.Logger
+}
+
+// New returns the API over r.
+func New(r Reader, log *slog.Logger) *API { return &API{r: r, log: log.With("component", "web")} }
+
+// Register adds the routes to mux.
+func (a *API) Register(mux *http.ServeMux) {
+	mux.HandleFunc("GET /api/v1/alerts", a.listAlerts)
+	mux.HandleFunc("GET /api/v1/alerts/{alert_id}", a.getAlert)
+	mux.HandleFunc("GET /api/v1/alerts/{alert_id}/snapshot.jpg", a.evidence(wire.EvidenceSnapshot, "image/jpeg"))
+	mux.HandleFunc("GET /api/v1/alerts/{alert_id}/clip.mp4", a.evidence(wire.EvidenceClip, "video/mp4"))
+	mux.HandleFunc("GET /api/v1/agents", a.listAgents)
+	mux.HandleFunc("/api/", func(w http.ResponseWriter, r *http.Request) {
+		writeError(w, http.StatusNotFound, "not_found", "no such API route: "+r.Method+" "+r.URL.Path)
+	})
+	sub, _ := fs.Sub(consoleFS, "console")
+	files := http.FileServerFS(sub)
+	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
+		if r.Method != http.MethodGet && r.Method != http.MethodHead {
+			w.Header().Set("Allow", "GET, HEAD")
+			http.Error(w, "method not allowed", http.StatusMethodNotAllowed)
+			return
+		}
+		files.ServeHTTP(w, r)
+	})
+}
+
+type apiError struct {
+	Code    string `json:"code"`
+	Message string `json:"message"`
+}
+
+func writeError(w http.ResponseWriter, status int, code, msg string) {
+	writeJSON(w, status, map[string]apiError{"error": {Code: code, Message: msg}})
+}
+
+func writeJSON(w http.ResponseWriter, status int, v any) {
+	w.Header().Set("Content-Type", "application/json; charset=utf-8")
+	w.Header().Set("Cache-Control", "no-store")
+	w.WriteHeader(status)
+	enc := json.NewEncoder(w)
+	enc.SetEscapeHTML(false)
+	_ = enc.Encode(v)
+}
+
+// AlertView is an alert as the API shows it: the wire fields plus what
+// central knows about it.
+type AlertView struct {
+	wire.Alert
+	Seq         int64     `json:"seq"`
+	ReceivedAt  time.Time `json:"received_at"`
+	SnapshotURL string    `json:"snapshot_url,omitempty"`
+	ClipURL     string    `json:"clip_url,omitempty"`
+}
+
+func view(rec store.AlertRecord) AlertView {
+	v := AlertView{Alert: rec.Alert, Seq: rec.Seq, ReceivedAt: rec.ReceivedAt}
+	for _, e := range rec.Evidence {
+		base := "/api/v1/alerts/" + url.PathEscape(rec.Alert.AlertID)
+		switch e.Kind {
+		case wire.EvidenceSnapshot:
+			v.SnapshotURL = base + "/snapshot.jpg"
+		case wire.EvidenceClip:
+			v.ClipURL = base + "/clip.mp4"
+		}
+	}
+	return v
+}
+
+func (a *API) listAlerts(w http.ResponseWriter, r *http.Request) {
+	q := r.URL.Query()
+	f := store.AlertFilter{CameraID: q.Get("camera_id"), AgentID: q.Get("agent_id"), Type: q.Get("type"), Limit: 100}
+	for key, val := range map[string]string{"camera_id": f.CameraID, "agent_id": f.AgentID} {
+		if val != "" && !wire.ValidID(val) {
+			writeError(w, http.StatusBadRequest, "bad_request", key+" is not a valid ID")
+			return
+		}
+	}
+	if f.Type != "" && !wire.ValidType(f.Type) {
+		writeError(w, http.StatusBadRequest, "bad_request", "type is not a valid alert type")
+		return
+	}
+	if s := q.Get("since"); s != "" {
+		t, err := time.Parse(time.RFC3339Nano, s)
+		if err != nil {
+			writeError(w, http.StatusBadRequest, "bad_request", "since must be an RFC 3339 time, e.g. 2026-11-21T20:00:00+08:00")
+			return
+		}
+		f.Since = t
+	}
+	if s := q.Get("limit"); s != "" {
+		n, err := strconv.Atoi(s)
+		if err != nil || n < 1 || n > MaxPageSize {
+			writeError(w, http.StatusBadRequest, "bad_request", "limit must be 1–"+strconv.Itoa(MaxPageSize))
+			return
+		}
+		f.Limit = n
+	}
+	if s := q.Get("before"); s != "" {
+		n, err := strconv.ParseInt(s, 10, 64)
+		if err != nil || n < 1 {
+			writeError(w, http.StatusBadRequest, "bad_request", "before must be a positive seq from a previous page")
+			return
+		}
+		f.BeforeSeq = n
+	}
+	recs, err := a.r.ListAlerts(r.Context(), f)
+	if err != nil {
+		a.log.Error("list alerts", "err", err)
+		writeError(w, http.StatusInternalServerError, "internal", "could not read alerts")
+		return
+	}
+	out := struct {
+		Alerts []AlertView `json:"alerts"`
+	}{Alerts: make([]AlertView, 0, len(recs))}
+	for _, rec := range recs {
+		out.Alerts = append(out.Alerts, view(rec))
+	}
+	writeJSON(w, http.StatusOK, out)
+}
+
+func (a *API) getAlert(w http.ResponseWriter, r *http.Request) {
+	rec, err := a.r.GetAlert(r.Context(), r.PathValue("alert_id"))
+	if errors.Is(err, store.ErrNotFound) {
+		writeError(w, http.StatusNotFound, "not_found", "no alert with that ID")
+		return
+	}
+	if err != nil {
+		a.log.Error("get alert", "err", err)
+		writeError(w, http.StatusInternalServerError, "internal", "could not read the alert")
+		return
+	}
+	writeJSON(w, http.StatusOK, view(rec))
+}
+
+func (a *API) evidence(kind wire.EvidenceKind, contentType string) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		ev, err := a.r.GetEvidence(r.Context(), r.PathValue("alert_id"), kind)
+		if errors.Is(err, store.ErrNotFound) {
+			writeError(w, http.StatusNotFound, "not_found", "no "+string(kind)+" for that alert")
+			return
+		}
+		if err != nil {
+			a.log.Error("get evidence", "err", err)
+			writeError(w, http.StatusInternalServerError, "internal", "could not read the evidence")
+			return
+		}
+		w.Header().Set("Content-Type", contentType)
+		w.Header().Set("ETag", `"`+ev.SHA256+`"`)
+		w.Header().Set("Cache-Control", "private, max-age=86400, immutable")
+		w.Header().Set("X-Content-SHA256", ev.SHA256)
+		http.ServeContent(w, r, "", ev.ReceivedAt, bytesReader(ev.Data))
+	}
+}
+
+type agentView struct {
+	AgentID       string              `json:"agent_id"`
+	State         wire.AgentState     `json:"state"`
+	Version       string              `json:"version,omitempty"`
+	ConfigVersion string              `json:"config_version,omitempty"`
+	Cameras       []wire.CameraStatus `json:"cameras"`
+	StatusAt      time.Time           `json:"status_at"`
+	LastSeen      time.Time           `json:"last_seen"`
+}
+
+func (a *API) listAgents(w http.ResponseWriter, r *http.Request) {
+	recs, err := a.r.ListAgents(r.Context())
+	if err != nil {
+		a.log.Error("list agents", "err", err)
+		writeError(w, http.StatusInternalServerError, "internal", "could not read agents")
+		return
+	}
+	out := struct {
+		Agents []agentView `json:"agents"`
+	}{Agents: []agentView{}}
+	for _, r := range recs {
+		cams := r.Cameras
+		if cams == nil {
+			cams = []wire.CameraStatus{}
+		}
+		out.Agents = append(out.Agents, agentView{r.AgentID, r.State, r.Version, r.ConfigVersion, cams, r.StatusAt, r.LastSeen})
+	}
+	writeJSON(w, http.StatusOK, out)
+}

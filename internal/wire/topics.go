@@ -1,0 +1,79 @@
+package wire
+
+import (
+	"fmt"
+	"strings"
+)
+
+// Root is the topic root of contract v1.
+const Root = "xl/v1"
+
+// Topic kinds below xl/v1/agents/{agent_id}/.
+const (
+	KindStatus   = "status"
+	KindAlerts   = "alerts"
+	KindEvidence = "evidence"
+	KindCmd      = "cmd"
+)
+
+// StatusTopic is where an agent publishes its retained status and last will.
+func StatusTopic(agentID string) string { return Root + "/agents/" + agentID + "/" + KindStatus }
+
+// AlertsTopic is where an agent publishes alerts.
+func AlertsTopic(agentID string) string { return Root + "/agents/" + agentID + "/" + KindAlerts }
+
+// EvidenceTopic is where an agent publishes the evidence bytes of an alert.
+func EvidenceTopic(agentID, alertID string, kind EvidenceKind) string {
+	return Root + "/agents/" + agentID + "/" + KindEvidence + "/" + alertID + "/" + string(kind)
+}
+
+// CmdTopic is where central sends commands to one agent.
+func CmdTopic(agentID string) string { return Root + "/agents/" + agentID + "/" + KindCmd }
+
+// OrdersTopic is where central publishes disposal orders for an agency.
+func OrdersTopic(agencyID string) string { return Root + "/agencies/" + agencyID + "/orders" }
+
+// Subscription filters used by central.
+const (
+	AllStatusFilter   = Root + "/agents/+/" + KindStatus
+	AllAlertsFilter   = Root + "/agents/+/" + KindAlerts
+	AllEvidenceFilter = Root + "/agents/+/" + KindEvidence + "/+/+"
+)
+
+// AgentTopic is a parsed topic under xl/v1/agents/.
+type AgentTopic struct {
+	AgentID string
+	Kind    string       // KindStatus, KindAlerts, KindEvidence or KindCmd
+	AlertID string       // evidence topics only
+	EvKind  EvidenceKind // evidence topics only
+}
+
+// ParseAgentTopic parses a topic under xl/v1/agents/ and checks every level.
+func ParseAgentTopic(topic string) (AgentTopic, error) {
+	rest, ok := strings.CutPrefix(topic, Root+"/agents/")
+	if !ok {
+		return AgentTopic{}, fmt.Errorf("topic %q is not under %s/agents/", topic, Root)
+	}
+	parts := strings.Split(rest, "/")
+	if !ValidID(parts[0]) {
+		return AgentTopic{}, fmt.Errorf("topic %q: invalid agent id", topic)
+	}
+	t := AgentTopic{AgentID: parts[0]}
+	switch {
+	case len(parts) == 2 && (parts[1] == KindStatus || parts[1] == KindAlerts || parts[1] == KindCmd):
+		t.Kind = parts[1]
+	case len(parts) == 4 && parts[1] == KindEvidence:
+		t.Kind = KindEvidence
+		if err := validULID(parts[2]); err != nil {
+			return AgentTopic{}, fmt.Errorf("topic %q: alert id: %w", topic, err)
+		}
+		t.AlertID = parts[2]
+		t.EvKind = EvidenceKind(parts[3])
+		if !t.EvKind.Valid() {
+			return AgentTopic{}, fmt.Errorf("topic %q: evidence kind %q is not snapshot or clip", topic, parts[3])
+		}
+	default:
+		return AgentTopic{}, fmt.Errorf("topic %q: unknown layout", topic)
+	}
+	return t, nil
+}
