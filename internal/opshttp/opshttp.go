@@ -11,6 +11,7 @@ import (
 	"net"
 	"net/http"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -24,11 +25,12 @@ type Check func(ctx context.Context) error
 type Server struct {
 	Mux *http.ServeMux
 
-	log    *slog.Logger
-	ln     net.Listener
-	srv    *http.Server
-	mu     sync.Mutex
-	checks map[string]Check
+	log     *slog.Logger
+	ln      net.Listener
+	srv     *http.Server
+	mu      sync.Mutex
+	checks  map[string]Check
+	running atomic.Bool
 }
 
 // New listens on addr at once, so a taken port is an error here rather than
@@ -94,6 +96,7 @@ func (s *Server) readyz(w http.ResponseWriter, r *http.Request) {
 
 // Run serves until ctx is cancelled, then shuts down gracefully.
 func (s *Server) Run(ctx context.Context) error {
+	s.running.Store(true)
 	errc := make(chan error, 1)
 	go func() { errc <- s.srv.Serve(s.ln) }()
 	s.log.Info("http listening", "addr", s.Addr())
@@ -113,8 +116,12 @@ func (s *Server) Run(ctx context.Context) error {
 	return nil
 }
 
-// Close releases the listener if Run was never called.
+// Close releases the listener if Run was never called; once Run has
+// started, Run owns the graceful shutdown.
 func (s *Server) Close() error {
+	if s.running.Load() {
+		return nil
+	}
 	err := s.ln.Close()
 	if errors.Is(err, net.ErrClosed) {
 		return nil

@@ -1,0 +1,113 @@
+package app
+
+import (
+	"bytes"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/xueliang/xl/internal/cli"
+)
+
+func TestShippedConfigLoads(t *testing.T) {
+	cfg, err := LoadConfig(filepath.Join("..", "..", "..", "configs", "agent.yaml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cfg.Agent.ID != "hm-lixin-01" || len(cfg.Cameras) != 1 || len(cfg.Cameras[0].Zones) != 2 {
+		t.Fatalf("unexpected content: %+v", cfg)
+	}
+	if cfg.Version == "" {
+		t.Error("config version not computed")
+	}
+}
+
+func TestEnvOverridesAgentConfig(t *testing.T) {
+	t.Setenv("XL_MQTT_URL", "tcp://10.0.0.1:1884")
+	t.Setenv("XL_AGENT_ID", "box-7")
+	cfg, err := LoadConfig(filepath.Join("..", "..", "..", "configs", "agent.yaml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cfg.MQTT.URL != "tcp://10.0.0.1:1884" || cfg.Agent.ID != "box-7" {
+		t.Fatalf("env ignored: %s %s", cfg.MQTT.URL, cfg.Agent.ID)
+	}
+}
+
+const threeMistakes = `agent:
+  id: box-1
+mqtt:
+  url: tcp://127.0.0.1:1883
+cameras:
+  - id: cam-1
+    url: rtsp://127.0.0.1:8554/cam-1
+    detect_fsp: 5
+    zones:
+      - name: bank
+        polygon: [[0.1, 0.1], [0.9, 0.1]]
+    scenarios:
+      - type: intrusion
+        zones: [bank]
+        severity: 9
+`
+
+// The acceptance check of the issue: a file with three mistakes prints all
+// three and exits non-zero.
+func TestCheckConfigReportsEveryMistake(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "agent.yaml")
+	if err := os.WriteFile(path, []byte(threeMistakes), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	var stdout, stderr bytes.Buffer
+	root := Command()
+	root.SetOut(&stdout)
+	code := cli.Execute(root, []string{"check-config", "--config", path}, &stderr)
+	if code == 0 {
+		t.Fatalf("exit 0 for an invalid file; stdout %s", stdout.String())
+	}
+	out := stderr.String()
+	for _, want := range []string{
+		"3 configuration error(s)",
+		"line 8: cameras[0].detect_fsp: unknown key (did you mean \"detect_fps\"?)",
+		"line 11: cameras[0].zones[0].polygon: polygon needs at least 3 points",
+		"line 15: cameras[0].scenarios[0].severity: must be within 1 (most urgent) – 4",
+	} {
+		if !strings.Contains(out, want) {
+			t.Errorf("missing %q in:\n%s", want, out)
+		}
+	}
+}
+
+func TestCheckConfigAcceptsShippedFile(t *testing.T) {
+	var stdout, stderr bytes.Buffer
+	root := Command()
+	root.SetOut(&stdout)
+	if code := cli.Execute(root, []string{"check-config", filepath.Join("..", "..", "..", "configs", "agent.yaml")}, &stderr); code != 0 {
+		t.Fatalf("exit %d: %s", code, stderr.String())
+	}
+	if !strings.Contains(stdout.String(), "OK") {
+		t.Fatalf("stdout %q", stdout.String())
+	}
+}
+
+func TestValidationCatchesCrossReferences(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "agent.yaml")
+	body := strings.Replace(threeMistakes, "detect_fsp: 5", "detect_fps: 5", 1)
+	body = strings.Replace(body, "[[0.1, 0.1], [0.9, 0.1]]", "[[0.1, 0.1], [0.9, 0.1], [0.5, 0.9]]", 1)
+	body = strings.Replace(body, "severity: 9", "severity: 2", 1)
+	body = strings.Replace(body, "zones: [bank]", "zones: [bank, pier]", 1)
+	body = strings.Replace(body, "type: intrusion", "type: teleport", 1)
+	if err := os.WriteFile(path, []byte(body), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	_, err := LoadConfig(path)
+	if err == nil {
+		t.Fatal("accepted")
+	}
+	for _, want := range []string{`no zone named "pier"`, `"teleport" is not implemented yet`} {
+		if !strings.Contains(err.Error(), want) {
+			t.Errorf("missing %q in %v", want, err)
+		}
+	}
+}

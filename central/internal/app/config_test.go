@@ -1,0 +1,64 @@
+package app
+
+import (
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+func TestShippedConfigLoads(t *testing.T) {
+	cfg, err := LoadConfig(filepath.Join("..", "..", "..", "configs", "central.yaml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !cfg.Broker.Enabled || cfg.Store.Driver != "sqlite" {
+		t.Fatalf("unexpected content: %+v", cfg)
+	}
+}
+
+// The shipped file documents the defaults: loading it must give exactly
+// what no file at all gives.
+func TestShippedConfigEqualsDefaults(t *testing.T) {
+	shipped, err := LoadConfig(filepath.Join("..", "..", "..", "configs", "central.yaml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	none, err := LoadConfig("")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if *shipped != *none {
+		t.Fatalf("configs/central.yaml differs from the defaults:\n%+v\n%+v", shipped, none)
+	}
+}
+
+func TestCentralConfigErrors(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "central.yaml")
+	body := "http:\n  addr: nowhere\nbroker:\n  enabled: false\nstore:\n  driver: oracle\n"
+	if err := os.WriteFile(path, []byte(body), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	_, err := LoadConfig(path)
+	if err == nil {
+		t.Fatal("accepted")
+	}
+	for _, want := range []string{"line 2: http.addr", "mqtt.url: required when broker.enabled is false", `line 6: store.driver: "oracle" is not supported`} {
+		if !strings.Contains(err.Error(), want) {
+			t.Errorf("missing %q in:\n%v", want, err)
+		}
+	}
+}
+
+func TestEnvOverridesCentralConfig(t *testing.T) {
+	t.Setenv("XL_HTTP_ADDR", "127.0.0.1:9999")
+	t.Setenv("XL_BROKER_ENABLED", "false")
+	t.Setenv("XL_MQTT_URL", "tcp://127.0.0.1:1883")
+	cfg, err := LoadConfig(filepath.Join("..", "..", "..", "configs", "central.yaml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cfg.HTTP.Addr != "127.0.0.1:9999" || cfg.Broker.Enabled || cfg.MQTT.URL != "tcp://127.0.0.1:1883" {
+		t.Fatalf("env ignored: %+v", cfg)
+	}
+}

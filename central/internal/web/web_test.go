@@ -1,0 +1,135 @@
+package web
+
+import (
+	"context"
+	"encoding/json"
+	"io"
+	"log/slog"
+	"net/http"
+	"net/http/httptest"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/xueliang/xl/central/internal/store"
+	"github.com/xueliang/xl/central/internal/store/sqlite"
+	"github.com/xueliang/xl/internal/wire"
+)
+
+func server(t *testing.T) (*httptest.Server, *sqlite.Store) {
+	t.Helper()
+	st, err := sqlite.Open(context.Background(), filepath.Join(t.TempDir(), "c.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { st.Close() })
+	mux := http.NewServeMux()
+	New(st, slog.New(slog.DiscardHandler)).Register(mux)
+	srv := httptest.NewServer(mux)
+	t.Cleanup(srv.Close)
+	return srv, st
+}
+
+func get(t *testing.T, url string, v any) *http.Response {
+	t.Helper()
+	resp, err := http.Get(url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	body, _ := io.ReadAll(resp.Body)
+	if v != nil {
+		if err := json.Unmarshal(body, v); err != nil {
+			t.Fatalf("%s: %v: %s", url, err, body)
+		}
+	}
+	return resp
+}
+
+func TestAlertsAPI(t *testing.T) {
+	srv, st := server(t)
+	ctx := context.Background()
+	t0 := time.Date(2026, 11, 21, 12, 0, 0, 0, time.UTC)
+	var ids []string
+	for i, cam := range []string{"c1", "c2", "c1"} {
+		a := &wire.Alert{AlertID: wire.NewULID(t0), EventID: "e", Phase: wire.PhaseStart, AgentID: "a1", CameraID: cam,
+			Type: "intrusion", Severity: 3, Zone: "lawn", StartedAt: t0, DetectedAt: t0.Add(time.Duration(i) * time.Minute), Site: "立新闸"}
+		if _, err := st.InsertAlert(ctx, a, time.Now()); err != nil {
+			t.Fatal(err)
+		}
+		ids = append(ids, a.AlertID)
+	}
+	jpeg := []byte{0xff, 0xd8, 0xff, 0xe0, 1, 2, 3}
+	if _, err := st.PutEvidence(ctx, store.Evidence{EvidenceMeta: store.EvidenceMeta{AlertID: ids[0], Kind: wire.EvidenceSnapshot, SHA256: "abc", ReceivedAt: t0}, Data: jpeg}); err != nil {
+		t.Fatal(err)
+	}
+
+	var list struct{ Alerts []AlertView }
+	get(t, srv.URL+"/api/v1/alerts", &list)
+	if len(list.Alerts) != 3 || list.Alerts[0].AlertID != ids[2] {
+		t.Fatalf("list: %+v", list.Alerts)
+	}
+	if list.Alerts[2].SnapshotURL != "/api/v1/alerts/"+ids[0]+"/snapshot.jpg" || list.Alerts[0].SnapshotURL != "" {
+		t.Fatalf("snapshot urls: %q %q", list.Alerts[2].SnapshotURL, list.Alerts[0].SnapshotURL)
+	}
+	get(t, srv.URL+"/api/v1/alerts?camera_id=c1&type=intrusion", &list)
+	if len(list.Alerts) != 2 {
+		t.Fatalf("filtered: %d", len(list.Alerts))
+	}
+	get(t, srv.URL+"/api/v1/alerts?since=2026-11-21T20:00:30%2B08:00", &list)
+	if len(list.Alerts) != 2 {
+		t.Fatalf("since: %d", len(list.Alerts))
+	}
+
+	var one AlertView
+	if r := get(t, srv.URL+"/api/v1/alerts/"+ids[1], &one); r.StatusCode != 200 || one.CameraID != "c2" || one.Site != "立新闸" {
+		t.Fatalf("one: %d %+v", r.StatusCode, one)
+	}
+	resp, err := http.Get(srv.URL + "/api/v1/alerts/" + ids[0] + "/snapshot.jpg")
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != 200 || resp.Header.Get("Content-Type") != "image/jpeg" || string(body) != string(jpeg) {
+		t.Fatalf("snapshot: %d %s %x", resp.StatusCode, resp.Header.Get("Content-Type"), body)
+	}
+
+	for _, tc := range []struct {
+		path   string
+		status int
+		code   string
+	}{
+		{"/api/v1/alerts/01JD3Z8Q6P4X2N7M5K9R1T0VWZ", 404, "not_found"},
+		{"/api/v1/alerts/" + ids[1] + "/snapshot.jpg", 404, "not_found"},
+		{"/api/v1/alerts?since=yesterday", 400, "bad_request"},
+		{"/api/v1/alerts?limit=0", 400, "bad_request"},
+		{"/api/v1/alerts?limit=5000", 400, "bad_request"},
+		{"/api/v1/alerts?camera_id=a/b", 400, "bad_request"},
+		{"/api/v1/nothing", 404, "not_found"},
+	} {
+		var e struct{ Error apiError }
+		if r := get(t, srv.URL+tc.path, &e); r.StatusCode != tc.status || e.Error.Code != tc.code || e.Error.Message == "" {
+			t.Errorf("%s: %d %+v, want %d %s", tc.path, r.StatusCode, e, tc.status, tc.code)
+		}
+	}
+}
+
+func TestConsoleIsServedInChinese(t *testing.T) {
+	srv, _ := server(t)
+	resp, err := http.Get(srv.URL + "/")
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != 200 || !strings.Contains(string(body), `lang="zh-CN"`) || !strings.Contains(string(body), "告警") {
+		t.Fatalf("console: %d %.200s", resp.StatusCode, body)
+	}
+	resp, _ = http.Post(srv.URL+"/", "text/plain", nil)
+	if resp.StatusCode != http.StatusMethodNotAllowed {
+		t.Fatalf("POST / gave %d", resp.StatusCode)
+	}
+	resp.Body.Close()
+}

@@ -1,0 +1,311 @@
+// Package e2e drives the built binaries together over real loopback
+// sockets: xl-camsim serves the footage over RTSP, xl-agent analyses it and
+// publishes over MQTT, xl-central stores and serves the alerts.
+package e2e
+
+import (
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/xueliang/xl/internal/testenv"
+)
+
+// buildBinaries builds the three commands once into a temporary directory
+// (or uses $XL_BIN_DIR when make has built them already).
+func buildBinaries(t *testing.T) string {
+	t.Helper()
+	if dir := os.Getenv("XL_BIN_DIR"); dir != "" {
+		return dir
+	}
+	dir := t.TempDir()
+	cmd := exec.Command("go", "build", "-o", dir+string(os.PathSeparator), "./agent/cmd/xl-agent", "./agent/cmd/xl-camsim", "./central/cmd/xl-central")
+	cmd.Dir = testenv.RepoRoot(t)
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("build: %v\n%s", err, out)
+	}
+	return dir
+}
+
+func freePort(t *testing.T) int {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	return ln.Addr().(*net.TCPAddr).Port
+}
+
+// proc is a running binary whose output is kept for the failure report.
+type proc struct {
+	name string
+	cmd  *exec.Cmd
+	out  *syncBuffer
+	done chan error
+}
+
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+func start(t *testing.T, name string, env []string, args ...string) *proc {
+	t.Helper()
+	p := &proc{name: name, out: &syncBuffer{}, done: make(chan error, 1)}
+	p.cmd = exec.Command(args[0], args[1:]...)
+	p.cmd.Env = append(os.Environ(), env...)
+	p.cmd.Stdout, p.cmd.Stderr = p.out, p.out
+	if err := p.cmd.Start(); err != nil {
+		t.Fatalf("%s: %v", name, err)
+	}
+	go func() { p.done <- p.cmd.Wait() }() // owned: the cleanup below waits on done
+	t.Cleanup(func() {
+		p.stop(t)
+		if t.Failed() {
+			t.Logf("--- %s output (last 3000 bytes) ---\n%s", name, tail(p.out.String(), 3000))
+		}
+	})
+	return p
+}
+
+// stop sends SIGTERM and expects a clean exit within 15 s.
+func (p *proc) stop(t *testing.T) {
+	if p.cmd.ProcessState != nil {
+		return
+	}
+	_ = p.cmd.Process.Signal(syscall.SIGTERM)
+	select {
+	case err := <-p.done:
+		if err != nil {
+			t.Errorf("%s did not exit cleanly on SIGTERM: %v", p.name, err)
+		}
+	case <-time.After(15 * time.Second):
+		_ = p.cmd.Process.Kill()
+		<-p.done
+		t.Errorf("%s did not stop within 15 s of SIGTERM", p.name)
+	}
+}
+
+func tail(s string, n int) string {
+	if len(s) > n {
+		return s[len(s)-n:]
+	}
+	return s
+}
+
+type alertView struct {
+	AlertID    string `json:"alert_id"`
+	EventID    string `json:"event_id"`
+	Phase      string `json:"phase"`
+	AgentID    string `json:"agent_id"`
+	CameraID   string `json:"camera_id"`
+	Site       string `json:"site"`
+	GridCode   string `json:"grid_code"`
+	Type       string `json:"type"`
+	Severity   int    `json:"severity"`
+	Zone       string `json:"zone"`
+	DetectedAt time.Time
+	Objects    []struct{ Class string }
+	Evidence   struct {
+		SnapshotSHA256 string `json:"snapshot_sha256"`
+	}
+	SnapshotURL string `json:"snapshot_url"`
+}
+
+func listAlerts(base string) ([]alertView, error) {
+	resp, err := http.Get(base + "/api/v1/alerts?camera_id=cam-e2e")
+	if err != nil {
+		return nil, err
+	}
+	defer resp.Body.Close()
+	var out struct{ Alerts []alertView }
+	if err := json.NewDecoder(resp.Body).Decode(&out); err != nil {
+		return nil, err
+	}
+	return out.Alerts, nil
+}
+
+const agentConfig = `agent:
+  id: e2e-agent
+mqtt:
+  url: tcp://127.0.0.1:%d
+http:
+  addr: 127.0.0.1:%d
+cameras:
+  - id: cam-e2e
+    url: rtsp://127.0.0.1:%d/cam-e2e
+    site: 立新闸外长江水域
+    grid_code: HM-ZY-QZ-03
+    detect_fps: 5
+    zones:
+      - name: north_path
+        tags: [restricted]
+        polygon: [[0.00, 0.12], [0.40, 0.10], [0.40, 0.22], [0.00, 0.25]]
+    scenarios:
+      - type: intrusion
+        zones: [north_path]
+        severity: 2
+        min_duration: 1s
+        end_after: 3s
+log:
+  format: text
+`
+
+func TestWalkingSkeleton(t *testing.T) {
+	if testing.Short() {
+		t.Skip("end-to-end test runs the real binaries for about 30 s")
+	}
+	bin := buildBinaries(t)
+	video := testenv.Video(t)
+	work := t.TempDir()
+	rtsp, broker, httpPort, agentPort := freePort(t), freePort(t), freePort(t), freePort(t)
+
+	start(t, "xl-camsim", nil, filepath.Join(bin, "xl-camsim"), "--listen", fmt.Sprintf("127.0.0.1:%d", rtsp),
+		"--camera", "cam-e2e="+video, "--cache-dir", filepath.Join(work, "cache"), "--log-format", "text")
+	central := start(t, "xl-central", []string{
+		fmt.Sprintf("XL_BROKER_LISTEN=127.0.0.1:%d", broker), fmt.Sprintf("XL_HTTP_ADDR=127.0.0.1:%d", httpPort),
+		"XL_STORE_PATH=" + filepath.Join(work, "central.db"), "XL_LOG_FORMAT=text",
+	}, filepath.Join(bin, "xl-central"), "serve", "--config", filepath.Join(testenv.RepoRoot(t), "configs", "central.yaml"))
+	base := fmt.Sprintf("http://127.0.0.1:%d", httpPort)
+	waitFor(t, central, 30*time.Second, "central ready", func() bool {
+		resp, err := http.Get(base + "/readyz")
+		if err != nil {
+			return false
+		}
+		resp.Body.Close()
+		return resp.StatusCode == 200
+	})
+
+	cfgPath := filepath.Join(work, "agent.yaml")
+	if err := os.WriteFile(cfgPath, []byte(fmt.Sprintf(agentConfig, broker, agentPort, rtsp)), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	agent := start(t, "xl-agent", nil, filepath.Join(bin, "xl-agent"), "run", "--config", cfgPath)
+
+	// People walk the north path 6–19 s into the footage: a start, then an end.
+	var alerts []alertView
+	waitFor(t, agent, 90*time.Second, "intrusion start and end at central", func() bool {
+		var err error
+		alerts, err = listAlerts(base)
+		if err != nil {
+			return false
+		}
+		phases := map[string]bool{}
+		for _, a := range alerts {
+			phases[a.Phase] = true
+		}
+		return phases["start"] && phases["end"]
+	})
+
+	var startA *alertView
+	for i := range alerts {
+		a := &alerts[i]
+		if a.AgentID != "e2e-agent" || a.CameraID != "cam-e2e" || a.Type != "intrusion" || a.Zone != "north_path" ||
+			a.Severity != 2 || a.Site != "立新闸外长江水域" || a.GridCode != "HM-ZY-QZ-03" {
+			t.Errorf("alert fields: %+v", a)
+		}
+		if a.Phase == "start" && startA == nil {
+			startA = a
+		}
+	}
+	if startA == nil || len(startA.Objects) == 0 || startA.SnapshotURL == "" {
+		t.Fatalf("start alert without objects or snapshot: %+v", startA)
+	}
+	var end *alertView
+	for i := range alerts {
+		if alerts[i].Phase == "end" {
+			end = &alerts[i]
+		}
+	}
+	if end.EventID != startA.EventID {
+		t.Errorf("end belongs to event %s, start to %s", end.EventID, startA.EventID)
+	}
+
+	// The snapshot is the JPEG the agent hashed into the alert.
+	resp, err := http.Get(base + startA.SnapshotURL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	jpeg, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	sum := sha256.Sum256(jpeg)
+	if resp.StatusCode != 200 || resp.Header.Get("Content-Type") != "image/jpeg" || hex.EncodeToString(sum[:]) != startA.Evidence.SnapshotSHA256 {
+		t.Fatalf("snapshot: status %d type %s, sha mismatch %x vs %s", resp.StatusCode, resp.Header.Get("Content-Type"), sum, startA.Evidence.SnapshotSHA256)
+	}
+
+	// The agent is listed online, and its metrics show analysed frames.
+	resp, err = http.Get(base + "/api/v1/agents")
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if !strings.Contains(string(body), `"agent_id":"e2e-agent","state":"online"`) {
+		t.Errorf("agents: %s", body)
+	}
+	resp, err = http.Get(fmt.Sprintf("http://127.0.0.1:%d/metrics", agentPort))
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ = io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if !strings.Contains(string(body), `xl_agent_events_total{camera_id="cam-e2e",phase="start",type="intrusion"} 1`) {
+		t.Errorf("agent metrics lack the start event:\n%s", grep(string(body), "xl_agent_"))
+	}
+}
+
+func grep(s, prefix string) string {
+	var out []string
+	for _, l := range strings.Split(s, "\n") {
+		if strings.HasPrefix(l, prefix) {
+			out = append(out, l)
+		}
+	}
+	return strings.Join(out, "\n")
+}
+
+// waitFor polls cond until it holds, failing early if p exits.
+func waitFor(t *testing.T, p *proc, timeout time.Duration, what string, cond func() bool) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), timeout)
+	defer cancel()
+	tick := time.NewTicker(250 * time.Millisecond)
+	defer tick.Stop()
+	for !cond() {
+		select {
+		case err := <-p.done:
+			p.done <- err
+			t.Fatalf("%s exited while waiting for %s: %v", p.name, what, err)
+		case <-ctx.Done():
+			t.Fatalf("timed out after %s waiting for %s", timeout, what)
+		case <-tick.C:
+		}
+	}
+}

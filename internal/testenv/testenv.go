@@ -1,0 +1,54 @@
+// Package testenv finds what tests need from the machine: the shared test
+// footage and the repository root.
+package testenv
+
+import (
+	"os"
+	"path/filepath"
+	"testing"
+)
+
+// debianVideo is where Debian's opencv-doc package puts the same footage.
+const debianVideo = "/usr/share/doc/opencv-doc/examples/data/vtest.avi"
+
+// RepoRoot returns the directory holding go.mod.
+func RepoRoot(t testing.TB) string {
+	t.Helper()
+	dir, err := os.Getwd()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for {
+		if _, err := os.Stat(filepath.Join(dir, "go.mod")); err == nil {
+			return dir
+		}
+		parent := filepath.Dir(dir)
+		if parent == dir {
+			t.Fatal("testenv: go.mod not found above the working directory")
+		}
+		dir = parent
+	}
+}
+
+// Video returns the absolute path of vtest.avi (768x576, 10 fps, 79.5 s):
+// $XL_TEST_VIDEO, ../shared/media/vtest.avi beside the repository, or
+// Debian's opencv-doc copy. `make deps` installs opencv-doc when neither of
+// the first two exists, so a missing video is a failure, not a skip.
+func Video(t testing.TB) string {
+	t.Helper()
+	candidates := []string{os.Getenv("XL_TEST_VIDEO"), filepath.Join(RepoRoot(t), "..", "shared", "media", "vtest.avi"), debianVideo}
+	for _, c := range candidates {
+		if c == "" {
+			continue
+		}
+		if _, err := os.Stat(c); err == nil {
+			abs, err := filepath.Abs(c)
+			if err != nil {
+				t.Fatal(err)
+			}
+			return abs
+		}
+	}
+	t.Fatalf("testenv: vtest.avi not found (set XL_TEST_VIDEO, or run `make deps` to install opencv-doc)")
+	return ""
+}
