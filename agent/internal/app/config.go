@@ -234,7 +234,7 @@ func (c *Config) Validate() []config.FieldError {
 		for j, s := range cam.Scenarios {
 			sk := fmt.Sprintf("%s.scenarios[%d]", key, j)
 			if !implementedScenarios[s.Type] {
-				p.Add(sk+".type", "%q is not implemented yet; this release implements: intrusion", s.Type)
+				p.Add(sk+".type", "%q is not available in this release; available: intrusion", s.Type)
 			}
 			if len(s.Zones) == 0 {
 				p.Add(sk+".zones", "name at least one zone")
