@@ -52,6 +52,7 @@ func New(cfg *Config, log *slog.Logger) (_ *Agent, err error) {
 		src, err := source.New(cc.ID, source.Config{
 			URL: cc.URL, FPS: cc.DetectFPS, Realtime: *cc.Realtime, QueueSize: 4,
 			ReconnectMin: time.Second, ReconnectMax: 30 * time.Second,
+			OnState: func(source.State) { a.pub.RefreshStatus() },
 		}, srcMetrics, log)
 		if err != nil {
 			return nil, err

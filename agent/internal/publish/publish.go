@@ -114,6 +114,13 @@ func (p *Publisher) enqueueStatus(state wire.AgentState) {
 	p.q.Push(message{topic: wire.StatusTopic(p.agentID), payload: b, retained: true, kind: "status"})
 }
 
+// RefreshStatus queues the current status (a camera's state changed).
+func (p *Publisher) RefreshStatus() {
+	if p.connected.Load() {
+		p.enqueueStatus(wire.StateOnline)
+	}
+}
+
 // Publish queues an alert and, when given, its snapshot. It never blocks.
 func (p *Publisher) Publish(a *wire.Alert, snapshot []byte) error {
 	if a.PublishedAt.IsZero() {

@@ -49,6 +49,7 @@ type Config struct {
 	QueueSize    int           // frames waiting for analysis
 	ReconnectMin time.Duration // first reconnect delay
 	ReconnectMax time.Duration // cap of the backoff
+	OnState      func(State)   // called on every state change, may be nil
 }
 
 // State is a source's connection state.
@@ -157,6 +158,9 @@ func (s *Source) setState(st State) {
 	s.m.Up.WithLabelValues(s.cameraID).Set(up)
 	if changed {
 		s.log.Info("stream state", "state", st)
+		if s.cfg.OnState != nil {
+			s.cfg.OnState(st)
+		}
 	}
 }
 
