@@ -267,7 +267,7 @@ func TestWalkingSkeleton(t *testing.T) {
 	}
 	body, _ := io.ReadAll(resp.Body)
 	resp.Body.Close()
-	if !strings.Contains(string(body), `"agent_id":"e2e-agent","state":"online"`) {
+	if !strings.Contains(string(body), `"agent_id":"e2e-agent","state":"online"`) || !strings.Contains(string(body), `"camera_id":"cam-e2e","state":"streaming"`) {
 		t.Errorf("agents: %s", body)
 	}
 	resp, err = http.Get(fmt.Sprintf("http://127.0.0.1:%d/metrics", agentPort))
