@@ -114,8 +114,11 @@ func TestIntakeStoresOnceAndRejectsBadInput(t *testing.T) {
 	gb, _ := wire.Marshal(good)
 	r.publish(t, wire.AlertsTopic("a1"), gb)
 
+	// Intake handles messages in order, and the good alert was sent last:
+	// once it is stored, everything before it has been handled.
 	waitFor(t, "all messages handled", func() bool {
-		return testutil.ToFloat64(m.received.WithLabelValues(wire.KindAlerts)) == 8 &&
+		return testutil.ToFloat64(m.ingested) == 2 &&
+			testutil.ToFloat64(m.received.WithLabelValues(wire.KindAlerts)) == 8 &&
 			testutil.ToFloat64(m.received.WithLabelValues(wire.KindEvidence)) == 2
 	})
 	for _, c := range []struct {

@@ -1,0 +1,76 @@
+# Xueliang (xl): edge agent, camera simulator and command centre.
+# `make` or `make help` lists the targets.
+
+GO       ?= go
+FUZZTIME ?= 30s
+BIN      := bin
+CMDS     := ./central/cmd/xl-central ./agent/cmd/xl-agent ./agent/cmd/xl-camsim
+
+# Go from the official tarball (what deploy/scripts/deps.sh installs).
+ifeq ($(findstring /usr/local/go/bin,$(PATH)),)
+export PATH := /usr/local/go/bin:$(PATH)
+endif
+
+VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
+COMMIT  ?= $(shell git rev-parse --short HEAD 2>/dev/null || echo unknown)
+VPKG    := github.com/xueliang/xl/internal/version
+LDFLAGS := -X $(VPKG).Version=$(VERSION) -X $(VPKG).Commit=$(COMMIT)
+
+# Test video for tests and benchmarks (they also look for it themselves).
+XL_TEST_VIDEO ?= $(abspath $(firstword $(wildcard \
+	../shared/media/vtest.avi \
+	/usr/share/doc/opencv-doc/examples/data/vtest.avi)))
+ifneq ($(XL_TEST_VIDEO),)
+export XL_TEST_VIDEO
+endif
+
+# Go files for gofmt. GO_TRACKED: tracked by git (make fmt). GO_ALL: tracked
+# or new and not ignored (make lint); every .go file when this is no checkout.
+GO_TRACKED := $(wildcard $(shell git ls-files '*.go' 2>/dev/null))
+GO_ALL     := $(wildcard $(shell git ls-files -co --exclude-standard '*.go' 2>/dev/null || \
+	find . -name '*.go' -not -path './.git/*'))
+
+.DEFAULT_GOAL := help
+.PHONY: help deps build test test-short demo bench fuzz lint fmt clean
+
+help: ## show this list
+	@echo "Usage: make TARGET [GO=go] [FUZZTIME=30s]"
+	@echo
+	@awk 'BEGIN { FS = ":.*## " } /^[a-z][a-z-]*:.*## / { printf "  %-11s %s\n", $$1, $$2 }' $(MAKEFILE_LIST)
+
+deps: ## install missing Debian packages (and Go if too old): deploy/scripts/deps.sh
+	@bash deploy/scripts/deps.sh
+
+build: ## build xl-central, xl-agent and xl-camsim into bin/
+	@mkdir -p $(BIN)
+	$(GO) build -ldflags "$(LDFLAGS)" -o $(BIN)/ $(CMDS)
+	@echo "built $(VERSION) ($(COMMIT)): $(BIN)/xl-central $(BIN)/xl-agent $(BIN)/xl-camsim"
+
+test: deps test-short ## deps, build, vet, tests (-race except packages using gocv)
+
+test-short: build ## like test, without deps
+	@GO="$(GO)" bash deploy/scripts/go-check.sh
+
+demo: deps build ## run central, camsim and agent locally until Ctrl-C (DEMO_DURATION=s to stop)
+	@bash deploy/demo/demo.sh
+
+bench: deps build ## run the benchmarks
+	$(GO) test -run '^$$' -bench . -benchmem ./...
+
+fuzz: ## fuzz the alert decoder for FUZZTIME (default 30s)
+	$(GO) test ./internal/wire -run '^$$' -fuzz FuzzDecodeAlert -fuzztime $(FUZZTIME)
+
+lint: ## gofmt must have nothing to say; go vet
+	@files="$$($(if $(GO_ALL),gofmt -l $(GO_ALL)))"; \
+	if [ -n "$$files" ]; then \
+		echo "gofmt: these files need formatting (make fmt):"; \
+		echo "$$files" | sed 's/^/  /'; \
+		exit 1; \
+	fi
+	$(GO) vet ./...
+
+fmt: ## gofmt -w the tracked Go files
+	@$(if $(GO_TRACKED),gofmt -l -w $(GO_TRACKED),echo "no tracked Go files")
+
+clean: ## remove bin/, data/ and .demo/
+	rm -rf $(BIN) data .demo
