@@ -1,15 +1,12 @@
 package camsim
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
 	"log/slog"
-	"net"
 	"os"
 	"os/exec"
-	"path/filepath"
 	"sync"
 	"testing"
 	"time"
@@ -20,6 +17,8 @@ import (
 	"github.com/bluenviron/gortsplib/v5/pkg/format/rtph264"
 	"github.com/bluenviron/mediacommon/v2/pkg/codecs/h264"
 	"github.com/pion/rtp"
+
+	"github.com/xueliang/xl/internal/testenv"
 )
 
 // sharedCacheDir is shared by all tests so the test video is transcoded once.
@@ -37,68 +36,21 @@ func TestMain(m *testing.M) {
 	os.Exit(code)
 }
 
-// testVideo locates vtest.avi: <repo root>/../shared/media/vtest.avi, else
-// the Debian opencv-doc copy; skips the test when neither exists.
-func testVideo(t *testing.T) string {
-	t.Helper()
-	var candidates []string
-	if wd, err := os.Getwd(); err == nil {
-		for dir := wd; ; dir = filepath.Dir(dir) {
-			if _, err := os.Stat(filepath.Join(dir, "go.mod")); err == nil {
-				candidates = append(candidates, filepath.Join(dir, "..", "shared", "media", "vtest.avi"))
-				break
-			}
-			if filepath.Dir(dir) == dir {
-				break
-			}
-		}
-	}
-	candidates = append(candidates, "/usr/share/doc/opencv-doc/examples/data/vtest.avi")
-	for _, c := range candidates {
-		if st, err := os.Stat(c); err == nil && st.Mode().IsRegular() {
-			return c
-		}
-	}
-	t.Skipf("test video vtest.avi not found (looked at %v)", candidates)
-	return ""
-}
+// testVideo locates vtest.avi (see testenv.Video).
+func testVideo(t *testing.T) string { return testenv.Video(t) }
 
+// requireTool fails when a tool that `make deps` installs is missing.
 func requireTool(t *testing.T, name string) {
 	t.Helper()
 	if _, err := exec.LookPath(name); err != nil {
-		t.Skipf("%s not installed: %v", name, err)
+		t.Fatalf("%s not installed (run make deps): %v", name, err)
 	}
 }
 
 // freeAddr returns a loopback address with a port that was free a moment ago.
-func freeAddr(t *testing.T) string {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	addr := l.Addr().String()
-	_ = l.Close()
-	return addr
-}
+func freeAddr(t *testing.T) string { return testenv.FreeAddr(t) }
 
-// syncBuffer is a goroutine-safe log sink, dumped when a test fails.
-type syncBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
-}
+type syncBuffer = testenv.SyncBuffer
 
 func testLogger(t *testing.T) (*slog.Logger, *syncBuffer) {
 	t.Helper()
