@@ -42,7 +42,7 @@ function render() {
     card.classList.add("sev" + a.severity);
     card.dataset.alertId = a.alert_id;
     const img = card.querySelector("img");
-    if (a.snapshot_url) { img.src = a.snapshot_url; img.alt = T().types[a.type] || a.type; } else { img.remove(); }
+    if (a.snapshot_url) { img.src = a.snapshot_url; img.alt = T().types[a.type] || a.type; } else { card.querySelector(".snap").remove(); }
     card.querySelector(".type").textContent = T().types[a.type] || a.type;
     card.querySelector(".sev").textContent = fmt(T().severity, { n: a.severity });
     card.querySelector(".phase").textContent = T().phase[a.phase] || a.phase;
