@@ -215,7 +215,7 @@ for ((i = 0; i < 300; i++)); do
 	nap 0.2
 done
 
-start agent env XL_MQTT_URL="tcp://127.0.0.1:$BROKER" XL_HTTP_ADDR="127.0.0.1:$AGENT" XL_LOG_FORMAT=text \
+start agent env XL_MQTT_URL="tcp://127.0.0.1:$BROKER" XL_HTTP_ADDR="127.0.0.1:$AGENT" XL_LOG_FORMAT=text XL_OUTBOX_PATH="$RUN/agent-outbox.db" \
 	bin/xl-agent run --config "$RUN/agent.yaml"
 
 for ((i = 0; i < 100; i++)); do

@@ -124,12 +124,17 @@ func listAlerts(base string) ([]alertView, error) {
 	return out.Alerts, nil
 }
 
+// The agent logs in with the demo account of configs/central.yaml.
 const agentConfig = `agent:
-  id: e2e-agent
+  id: hm-lixin-01
 mqtt:
   url: tcp://127.0.0.1:%d
+  username: hm-lixin-01
+  password: xueliang-demo-2026
 http:
   addr: 127.0.0.1:%d
+outbox:
+  path: %s
 cameras:
   - id: cam-e2e
     url: rtsp://127.0.0.1:%d/cam-e2e
@@ -176,7 +181,7 @@ func TestWalkingSkeleton(t *testing.T) {
 	})
 
 	cfgPath := filepath.Join(work, "agent.yaml")
-	if err := os.WriteFile(cfgPath, []byte(fmt.Sprintf(agentConfig, broker, agentPort, rtsp)), 0o600); err != nil {
+	if err := os.WriteFile(cfgPath, []byte(fmt.Sprintf(agentConfig, broker, agentPort, filepath.Join(work, "outbox.db"), rtsp)), 0o600); err != nil {
 		t.Fatal(err)
 	}
 	agent := start(t, "xl-agent", nil, filepath.Join(bin, "xl-agent"), "run", "--config", cfgPath)
@@ -199,7 +204,7 @@ func TestWalkingSkeleton(t *testing.T) {
 	var startA *alertView
 	for i := range alerts {
 		a := &alerts[i]
-		if a.AgentID != "e2e-agent" || a.CameraID != "cam-e2e" || a.Type != "intrusion" || a.Zone != "north_path" ||
+		if a.AgentID != "hm-lixin-01" || a.CameraID != "cam-e2e" || a.Type != "intrusion" || a.Zone != "north_path" ||
 			a.Severity != 2 || a.Site != "立新闸外长江水域" || a.GridCode != "HM-ZY-QZ-03" {
 			t.Errorf("alert fields: %+v", a)
 		}
@@ -239,7 +244,7 @@ func TestWalkingSkeleton(t *testing.T) {
 	}
 	body, _ := io.ReadAll(resp.Body)
 	resp.Body.Close()
-	if !strings.Contains(string(body), `"agent_id":"e2e-agent","state":"online"`) || !strings.Contains(string(body), `"camera_id":"cam-e2e","state":"streaming"`) {
+	if !strings.Contains(string(body), `"agent_id":"hm-lixin-01","state":"online"`) || !strings.Contains(string(body), `"camera_id":"cam-e2e","state":"streaming"`) {
 		t.Errorf("agents: %s", body)
 	}
 	resp, err = http.Get(fmt.Sprintf("http://127.0.0.1:%d/metrics", agentPort))

@@ -358,3 +358,21 @@ func CheckEvidence(kind EvidenceKind, b []byte) error {
 	}
 	return nil
 }
+
+// DecodeCmdReply decodes and validates an agent's reply to a command.
+func (d Decoder) DecodeCmdReply(b []byte) (*CmdReply, error) {
+	var r CmdReply
+	if err := precheck(b, SchemaReply, &r); err != nil {
+		return nil, err
+	}
+	if r.CmdID == "" || len(r.CmdID) > 64 {
+		return nil, reject(ReasonMissing, "cmd_id", "required, at most 64 bytes")
+	}
+	if err := checkID("agent_id", r.AgentID); err != nil {
+		return nil, err
+	}
+	if len(r.Error) > 4096 {
+		return nil, reject(ReasonInvalid, "error", "longer than 4096 bytes")
+	}
+	return &r, nil
+}

@@ -24,6 +24,11 @@ func Marshal(v any) ([]byte, error) {
 		c.Schema = SchemaCmd
 		c.TS = utc(c.TS)
 		return json.Marshal(&c)
+	case *CmdReply:
+		c := *m
+		c.Schema = SchemaReply
+		c.TS = utc(c.TS)
+		return json.Marshal(&c)
 	default:
 		return json.Marshal(v)
 	}

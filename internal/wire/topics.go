@@ -14,6 +14,7 @@ const (
 	KindAlerts   = "alerts"
 	KindEvidence = "evidence"
 	KindCmd      = "cmd"
+	KindReplies  = "replies"
 )
 
 // StatusTopic is where an agent publishes its retained status and last will.
@@ -30,6 +31,9 @@ func EvidenceTopic(agentID, alertID string, kind EvidenceKind) string {
 // CmdTopic is where central sends commands to one agent.
 func CmdTopic(agentID string) string { return Root + "/agents/" + agentID + "/" + KindCmd }
 
+// ReplyTopic is where an agent answers central's commands.
+func ReplyTopic(agentID string) string { return Root + "/agents/" + agentID + "/" + KindReplies }
+
 // OrdersTopic is where central publishes disposal orders for an agency.
 func OrdersTopic(agencyID string) string { return Root + "/agencies/" + agencyID + "/orders" }
 
@@ -38,12 +42,13 @@ const (
 	AllStatusFilter   = Root + "/agents/+/" + KindStatus
 	AllAlertsFilter   = Root + "/agents/+/" + KindAlerts
 	AllEvidenceFilter = Root + "/agents/+/" + KindEvidence + "/+/+"
+	AllRepliesFilter  = Root + "/agents/+/" + KindReplies
 )
 
 // AgentTopic is a parsed topic under xl/v1/agents/.
 type AgentTopic struct {
 	AgentID string
-	Kind    string       // KindStatus, KindAlerts, KindEvidence or KindCmd
+	Kind    string       // KindStatus, KindAlerts, KindEvidence, KindCmd or KindReplies
 	AlertID string       // evidence topics only
 	EvKind  EvidenceKind // evidence topics only
 }
@@ -60,7 +65,7 @@ func ParseAgentTopic(topic string) (AgentTopic, error) {
 	}
 	t := AgentTopic{AgentID: parts[0]}
 	switch {
-	case len(parts) == 2 && (parts[1] == KindStatus || parts[1] == KindAlerts || parts[1] == KindCmd):
+	case len(parts) == 2 && (parts[1] == KindStatus || parts[1] == KindAlerts || parts[1] == KindCmd || parts[1] == KindReplies):
 		t.Kind = parts[1]
 	case len(parts) == 4 && parts[1] == KindEvidence:
 		t.Kind = KindEvidence

@@ -13,6 +13,7 @@ const (
 	SchemaAlert  = "xl.alert/v1"
 	SchemaStatus = "xl.status/v1"
 	SchemaCmd    = "xl.cmd/v1"
+	SchemaReply  = "xl.cmd_reply/v1"
 )
 
 // Size limits of the contract.
@@ -153,6 +154,18 @@ type Cmd struct {
 	Cmd      CmdName   `json:"cmd"`
 	CameraID string    `json:"camera_id,omitempty"`
 	TS       time.Time `json:"ts,omitzero"`
+}
+
+// CmdReply is an agent's answer to a Cmd, published on ReplyTopic.
+type CmdReply struct {
+	Schema  string         `json:"schema"`
+	CmdID   string         `json:"cmd_id"`
+	AgentID string         `json:"agent_id"`
+	Cmd     CmdName        `json:"cmd"`
+	OK      bool           `json:"ok"`
+	Error   string         `json:"error,omitempty"`
+	Result  map[string]any `json:"result,omitempty"`
+	TS      time.Time      `json:"ts"`
 }
 
 // EvidenceKind is the last element of an evidence topic.

@@ -269,6 +269,7 @@ func TestTopics(t *testing.T) {
 		AlertsTopic("a1"):                         "xl/v1/agents/a1/alerts",
 		EvidenceTopic("a1", id, EvidenceSnapshot): "xl/v1/agents/a1/evidence/" + id + "/snapshot",
 		CmdTopic("a1"):                            "xl/v1/agents/a1/cmd",
+		ReplyTopic("a1"):                          "xl/v1/agents/a1/replies",
 		OrdersTopic("agri-brigade"):               "xl/v1/agencies/agri-brigade/orders",
 	}
 	for got, want := range cases {
@@ -321,5 +322,20 @@ func TestULIDMonotonic(t *testing.T) {
 			t.Fatal(err)
 		}
 		prev = id
+	}
+}
+
+func TestCmdReplyRoundTrip(t *testing.T) {
+	r := &CmdReply{CmdID: "01JD3Z8Q6P4X2N7M5K9R1T0VWC", AgentID: "a1", Cmd: CmdVerify, OK: true, Result: map[string]any{"outbox_messages": 3.0}, TS: fixedNow}
+	b, err := Marshal(r)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, err := dec.DecodeCmdReply(b)
+	if err != nil || got.Schema != SchemaReply || !got.OK || got.Result["outbox_messages"] != 3.0 {
+		t.Fatalf("%+v %v", got, err)
+	}
+	if _, err := dec.DecodeCmdReply([]byte(`{"schema":"xl.cmd_reply/v1","agent_id":"a1"}`)); ReasonOf(err) != ReasonMissing {
+		t.Fatalf("reply without cmd_id: %v", err)
 	}
 }

@@ -13,6 +13,7 @@ import (
 
 	"github.com/xueliang/xl/agent/internal/event"
 	"github.com/xueliang/xl/agent/internal/motion"
+	"github.com/xueliang/xl/agent/internal/outbox"
 	"github.com/xueliang/xl/agent/internal/pipeline"
 	"github.com/xueliang/xl/agent/internal/publish"
 	"github.com/xueliang/xl/agent/internal/source"
@@ -25,7 +26,9 @@ import (
 // Agent is one running xl-agent.
 type Agent struct {
 	cfg     *Config
+	path    string // the configuration file, for reload
 	log     *slog.Logger
+	ob      *outbox.Outbox
 	Reg     *prometheus.Registry
 	pub     *publish.Publisher
 	cameras []*pipeline.Camera
@@ -33,16 +36,24 @@ type Agent struct {
 	parts   lifecycle.Group
 }
 
-// New builds every component and binds the HTTP port.
-func New(cfg *Config, log *slog.Logger) (_ *Agent, err error) {
-	a := &Agent{cfg: cfg, log: log, Reg: prometheus.NewRegistry()}
+// New builds every component, opens the outbox and binds the HTTP port.
+// path is the configuration file (for the reload command).
+func New(cfg *Config, path string, log *slog.Logger) (_ *Agent, err error) {
+	a := &Agent{cfg: cfg, path: path, log: log, Reg: prometheus.NewRegistry()}
 	a.Reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	defer func() {
 		if err != nil {
 			a.parts.Close()
+			if a.ob != nil {
+				a.ob.Close()
+			}
 		}
 	}()
-	a.pub, err = publish.New(cfg.Agent.ID, cfg.MQTT, cfg.Publish.QueueSize, cfg.Publish.StatusInterval, a.status, a.Reg, log)
+	a.ob, err = outbox.Open(cfg.Outbox.Path, outbox.Limits{MaxBytes: cfg.Outbox.MaxBytes, MaxAge: cfg.Outbox.MaxAge}, a.Reg, log)
+	if err != nil {
+		return nil, err
+	}
+	a.pub, err = publish.New(cfg.Agent.ID, cfg.MQTT, a.ob, cfg.Publish.StatusInterval, a.status, a.command, a.Reg, log)
 	if err != nil {
 		return nil, err
 	}
@@ -117,9 +128,11 @@ func (a *Agent) camerasReady(context.Context) error {
 // HTTPAddr is the address of the metrics and health endpoints.
 func (a *Agent) HTTPAddr() string { return a.http.Addr() }
 
-// Run runs until ctx is cancelled or a component fails.
+// Run runs until ctx is cancelled or a component fails, then closes the
+// outbox.
 func (a *Agent) Run(ctx context.Context) error {
 	a.log.Info("xl-agent running", "version", version.Version, "agent_id", a.cfg.Agent.ID,
 		"cameras", len(a.cameras), "broker", a.cfg.MQTT.URL, "http", a.HTTPAddr(), "config_version", a.cfg.Version)
-	return a.parts.Run(ctx)
+	err := a.parts.Run(ctx)
+	return errors.Join(err, a.ob.Close())
 }

@@ -28,7 +28,7 @@ func Command() *cobra.Command {
 				return err
 			}
 			log, _ := logging.New(cfg.Log, os.Stderr)
-			a, err := New(cfg, log)
+			a, err := New(cfg, path, log)
 			if err != nil {
 				return err
 			}

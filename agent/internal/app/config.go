@@ -20,6 +20,7 @@ type Config struct {
 	MQTT    mqttc.Config   `mapstructure:"mqtt"`
 	HTTP    HTTPConfig     `mapstructure:"http"`
 	Publish PublishConfig  `mapstructure:"publish"`
+	Outbox  OutboxConfig   `mapstructure:"outbox"`
 	Cameras []CameraConfig `mapstructure:"cameras"`
 	Log     logging.Config `mapstructure:"log"`
 
@@ -39,9 +40,15 @@ type HTTPConfig struct {
 
 // PublishConfig tunes how alerts leave the box.
 type PublishConfig struct {
-	QueueSize       int           `mapstructure:"queue_size"`
 	StatusInterval  time.Duration `mapstructure:"status_interval"`
 	SnapshotQuality int           `mapstructure:"snapshot_quality"`
+}
+
+// OutboxConfig is the durable queue of unsent alerts and evidence.
+type OutboxConfig struct {
+	Path     string        `mapstructure:"path"`
+	MaxBytes int64         `mapstructure:"max_bytes"`
+	MaxAge   time.Duration `mapstructure:"max_age"`
 }
 
 // GeoConfig is a camera's position.
@@ -101,7 +108,8 @@ func DefaultConfig() *Config {
 	return &Config{
 		MQTT:    mqttc.Default(),
 		HTTP:    HTTPConfig{Addr: "127.0.0.1:9101"},
-		Publish: PublishConfig{QueueSize: 1000, StatusInterval: 30 * time.Second, SnapshotQuality: 85},
+		Publish: PublishConfig{StatusInterval: 30 * time.Second, SnapshotQuality: 85},
+		Outbox:  OutboxConfig{Path: "data/xl-agent-outbox.db", MaxBytes: 1 << 30, MaxAge: 7 * 24 * time.Hour},
 		Log:     logging.Default(),
 	}
 }
@@ -159,8 +167,14 @@ func (c *Config) Validate() []config.FieldError {
 	}
 	p.Merge("mqtt", c.MQTT.Validate(false))
 	p.HostPort("http.addr", c.HTTP.Addr, true)
-	if c.Publish.QueueSize < 10 {
-		p.Add("publish.queue_size", "at least 10")
+	if c.Outbox.Path == "" {
+		p.Add("outbox.path", "required")
+	}
+	if c.Outbox.MaxBytes < 1<<20 {
+		p.Add("outbox.max_bytes", "at least 1048576 (1 MiB)")
+	}
+	if c.Outbox.MaxAge < time.Minute {
+		p.Add("outbox.max_age", "at least 1m")
 	}
 	if c.Publish.StatusInterval < time.Second {
 		p.Add("publish.status_interval", "at least 1s")

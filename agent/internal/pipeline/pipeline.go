@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+	"gocv.io/x/gocv"
 
 	"github.com/xueliang/xl/agent/internal/event"
 	"github.com/xueliang/xl/agent/internal/motion"
@@ -101,6 +102,10 @@ type Camera struct {
 	log   *slog.Logger
 	rules []*rule
 	last  time.Time // frame time of the last frame analysed
+
+	frameMu   sync.Mutex
+	lastFrame gocv.Mat // the last frame analysed, for snapshot commands
+	hasFrame  bool
 }
 
 // New builds the worker; src is owned (run and closed) by the Camera.
@@ -149,13 +154,13 @@ func (c *Camera) Run(ctx context.Context) error {
 			break
 		}
 		c.analyse(f)
-		f.Mat.Close()
+		c.keep(f.Mat)
 	}
 	wg.Wait()
 	if ctx.Err() == nil { // the source ended: analyse what it left
 		for f, ok := frames.TryPop(); ok; f, ok = frames.TryPop() {
 			c.analyse(f)
-			f.Mat.Close()
+			c.keep(f.Mat)
 		}
 	}
 	c.flush(c.last)
@@ -253,9 +258,45 @@ func (c *Camera) State() wire.CameraStatus {
 	return wire.CameraStatus{CameraID: c.cfg.CameraID, State: string(st), FPS: fps}
 }
 
-// Close frees the detector and the frames still queued.
+// keep makes m the last frame, freeing the one before.
+func (c *Camera) keep(m gocv.Mat) {
+	c.frameMu.Lock()
+	defer c.frameMu.Unlock()
+	if c.hasFrame {
+		c.lastFrame.Close()
+	}
+	c.lastFrame, c.hasFrame = m, true
+}
+
+// ErrNoFrame is returned by Snapshot before the first frame was analysed.
+var ErrNoFrame = errors.New("no frame analysed yet")
+
+// Snapshot returns the last analysed frame as a JPEG with the zones drawn.
+func (c *Camera) Snapshot() ([]byte, error) {
+	c.frameMu.Lock()
+	defer c.frameMu.Unlock()
+	if !c.hasFrame || c.lastFrame.Empty() {
+		return nil, ErrNoFrame
+	}
+	var zones [][][2]float64
+	for _, z := range c.cfg.Zones {
+		zones = append(zones, z.Polygon)
+	}
+	return snapshot.WithZones(c.lastFrame, zones, c.cfg.SnapshotQuality)
+}
+
+// ID is the camera's ID.
+func (c *Camera) ID() string { return c.cfg.CameraID }
+
+// Close frees the detector, the last frame and the frames still queued.
 func (c *Camera) Close() error {
 	c.src.Close()
 	c.det.Close()
+	c.frameMu.Lock()
+	if c.hasFrame {
+		c.lastFrame.Close()
+		c.hasFrame = false
+	}
+	c.frameMu.Unlock()
 	return nil
 }

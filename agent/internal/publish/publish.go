@@ -1,10 +1,14 @@
 // Package publish sends the agent's alerts, evidence and status to the
-// broker with paho: QoS 1, retained status with an "offline" last will,
-// automatic reconnect.
+// broker with paho: QoS 1, a persistent session, retained status with an
+// "offline" last will, automatic reconnect with backoff.
 //
-// Messages wait in a bounded in-memory queue that drops the oldest when full
-// (counted); the durable on-disk outbox (issue "Durable alert transport")
-// replaces it so that nothing is lost across power cycles.
+// Alerts and evidence go through the durable outbox: Publish returns once
+// they are on disk, and they are deleted only after the broker's PUBACK. The
+// sender drains the outbox lane by lane (alerts first), in the order the
+// messages were written, so each camera's alerts arrive in order; after an
+// outage or a restart it simply starts again from what is left. A message
+// can arrive twice (sent, then the link dropped before the PUBACK); central
+// stores each alert_id once.
 package publish
 
 import (
@@ -19,77 +23,84 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promauto"
 
+	"github.com/xueliang/xl/agent/internal/outbox"
 	"github.com/xueliang/xl/internal/mqttc"
-	"github.com/xueliang/xl/internal/queue"
 	"github.com/xueliang/xl/internal/wire"
 )
-
-// message is one MQTT publish waiting to go out.
-type message struct {
-	topic    string
-	payload  []byte
-	retained bool
-	kind     string // alert, snapshot, status
-}
 
 // StatusFunc returns the agent's current status for the retained topic.
 type StatusFunc func() wire.Status
 
+// CmdFunc executes a command from central and returns the reply.
+type CmdFunc func(ctx context.Context, c *wire.Cmd) wire.CmdReply
+
+// Batch limits: many small alerts per round trip, few large evidence items,
+// so an alert written meanwhile waits behind at most a few megabytes.
+const (
+	alertBatch       = 256
+	evidenceBatch    = 8
+	evidenceBudget   = 4 << 20
+	ackTimeout       = 30 * time.Second
+	statusRetryEvery = 5 * time.Second
+)
+
 // Publisher owns the agent's broker connection.
 type Publisher struct {
-	agentID   string
-	cfg       mqttc.Config
-	log       *slog.Logger
-	q         *queue.DropOldest[message]
-	client    mqtt.Client
-	status    StatusFunc
-	interval  time.Duration
+	agentID  string
+	cfg      mqttc.Config
+	log      *slog.Logger
+	ob       *outbox.Outbox
+	client   mqtt.Client
+	status   StatusFunc
+	onCmd    CmdFunc
+	interval time.Duration
+
 	connected atomic.Bool
-	wake      chan struct{}
+	statusDue atomic.Bool
+	ctx       context.Context
+	cancel    context.CancelFunc
+	dec       wire.Decoder
 
 	published *prometheus.CounterVec
-	dropped   *prometheus.CounterVec
-	depth     prometheus.GaugeFunc
+	failures  prometheus.Counter
 	latency   prometheus.Histogram
 	connGauge prometheus.Gauge
+	cmds      *prometheus.CounterVec
 }
 
-// New prepares a publisher; it connects in Run.
-func New(agentID string, cfg mqttc.Config, queueSize int, statusEvery time.Duration, status StatusFunc, reg prometheus.Registerer, log *slog.Logger) (*Publisher, error) {
+// New prepares a publisher over ob; it connects in Run. onCmd may be nil
+// (commands are then answered with an error).
+func New(agentID string, cfg mqttc.Config, ob *outbox.Outbox, statusEvery time.Duration, status StatusFunc, onCmd CmdFunc, reg prometheus.Registerer, log *slog.Logger) (*Publisher, error) {
 	if cfg.ClientID == "" {
 		cfg.ClientID = "xl-agent-" + agentID
 	}
-	p := &Publisher{agentID: agentID, cfg: cfg, log: log.With("component", "publish"), status: status, interval: statusEvery, wake: make(chan struct{}, 1)}
+	ctx, cancel := context.WithCancel(context.Background())
+	p := &Publisher{agentID: agentID, cfg: cfg, log: log.With("component", "publish"), ob: ob, status: status, onCmd: onCmd,
+		interval: statusEvery, ctx: ctx, cancel: cancel}
 	f := promauto.With(reg)
 	p.published = f.NewCounterVec(prometheus.CounterOpts{Name: "xl_agent_mqtt_published_total",
-		Help: "Messages acknowledged by the broker, by kind."}, []string{"kind"})
-	p.dropped = f.NewCounterVec(prometheus.CounterOpts{Name: "xl_agent_publish_dropped_total",
-		Help: "Messages dropped because the publish queue was full, by kind."}, []string{"kind"})
-	p.q = queue.New(queueSize, func(m message) {
-		p.dropped.WithLabelValues(m.kind).Inc()
-		p.log.Warn("publish queue full; dropped the oldest message", "kind", m.kind, "topic", m.topic)
-	})
-	p.depth = f.NewGaugeFunc(prometheus.GaugeOpts{Name: "xl_agent_publish_queue_depth",
-		Help: "Messages waiting to be published."}, func() float64 { return float64(p.q.Len()) })
+		Help: "Messages acknowledged by the broker, by kind (alert, snapshot, clip, status, reply)."}, []string{"kind"})
+	p.failures = f.NewCounter(prometheus.CounterOpts{Name: "xl_agent_mqtt_publish_failures_total",
+		Help: "Publishes that got no acknowledgement (the message stays in the outbox)."})
 	p.latency = f.NewHistogram(prometheus.HistogramOpts{Name: "xl_agent_mqtt_publish_seconds",
-		Help: "Time from publish to the broker's acknowledgement.", Buckets: prometheus.ExponentialBuckets(0.001, 2.5, 12)})
+		Help: "Time from publishing a batch to the broker's acknowledgement of it.", Buckets: prometheus.ExponentialBuckets(0.0005, 2.5, 14)})
 	p.connGauge = f.NewGauge(prometheus.GaugeOpts{Name: "xl_agent_mqtt_connected", Help: "1 while connected to the broker."})
+	p.cmds = f.NewCounterVec(prometheus.CounterOpts{Name: "xl_agent_commands_total",
+		Help: "Commands received from central, by command and result."}, []string{"cmd", "result"})
 
 	opts, err := cfg.Options()
 	if err != nil {
+		cancel()
 		return nil, err
 	}
 	will, err := p.statusPayload(wire.StateOffline)
 	if err != nil {
+		cancel()
 		return nil, err
 	}
 	opts.SetBinaryWill(wire.StatusTopic(agentID), will, 1, true)
-	opts.SetOnConnectHandler(func(c mqtt.Client) {
-		p.connected.Store(true)
-		p.connGauge.Set(1)
-		p.log.Info("connected", "broker", cfg.URL)
-		p.enqueueStatus(wire.StateOnline)
-	})
+	opts.SetOrderMatters(false) // command handlers publish replies themselves
+	opts.SetOnConnectHandler(p.onConnect)
 	opts.SetConnectionLostHandler(func(_ mqtt.Client, err error) {
 		p.connected.Store(false)
 		p.connGauge.Set(0)
@@ -99,29 +110,27 @@ func New(agentID string, cfg mqttc.Config, queueSize int, statusEvery time.Durat
 	return p, nil
 }
 
+func (p *Publisher) onConnect(c mqtt.Client) {
+	p.connected.Store(true)
+	p.connGauge.Set(1)
+	p.statusDue.Store(true)
+	p.log.Info("connected", "broker", p.cfg.URL)
+	// Subscriptions are made again on every connect (the broker may have
+	// lost the session).
+	c.Subscribe(wire.CmdTopic(p.agentID), 1, p.handleCmd)
+}
+
 func (p *Publisher) statusPayload(state wire.AgentState) ([]byte, error) {
 	st := p.status()
 	st.AgentID, st.State, st.TS = p.agentID, state, time.Now()
 	return wire.Marshal(&st)
 }
 
-func (p *Publisher) enqueueStatus(state wire.AgentState) {
-	b, err := p.statusPayload(state)
-	if err != nil {
-		p.log.Error("status", "err", err)
-		return
-	}
-	p.q.Push(message{topic: wire.StatusTopic(p.agentID), payload: b, retained: true, kind: "status"})
-}
+// RefreshStatus republishes the status soon (a camera's state changed).
+func (p *Publisher) RefreshStatus() { p.statusDue.Store(true) }
 
-// RefreshStatus queues the current status (a camera's state changed).
-func (p *Publisher) RefreshStatus() {
-	if p.connected.Load() {
-		p.enqueueStatus(wire.StateOnline)
-	}
-}
-
-// Publish queues an alert and, when given, its snapshot. It never blocks.
+// Publish writes an alert and, when given, its snapshot to the outbox. It
+// returns once both are on disk; sending happens in Run.
 func (p *Publisher) Publish(a *wire.Alert, snapshot []byte) error {
 	if a.PublishedAt.IsZero() {
 		a.PublishedAt = time.Now()
@@ -133,11 +142,15 @@ func (p *Publisher) Publish(a *wire.Alert, snapshot []byte) error {
 	if len(b) > wire.MaxAlertBytes {
 		return fmt.Errorf("publish: alert %s is %d bytes, over the contract's %d", a.AlertID, len(b), wire.MaxAlertBytes)
 	}
-	p.q.Push(message{topic: wire.AlertsTopic(p.agentID), payload: b, kind: "alert"})
+	msgs := []outbox.Message{{Lane: outbox.LaneAlert, CameraID: a.CameraID, Topic: wire.AlertsTopic(p.agentID), Payload: b}}
 	if len(snapshot) > 0 {
-		p.q.Push(message{topic: wire.EvidenceTopic(p.agentID, a.AlertID, wire.EvidenceSnapshot), payload: snapshot, kind: "snapshot"})
+		if err := wire.CheckEvidence(wire.EvidenceSnapshot, snapshot); err != nil {
+			return fmt.Errorf("publish: snapshot of %s: %w", a.AlertID, err)
+		}
+		msgs = append(msgs, outbox.Message{Lane: outbox.LaneSnapshot, CameraID: a.CameraID,
+			Topic: wire.EvidenceTopic(p.agentID, a.AlertID, wire.EvidenceSnapshot), Payload: snapshot})
 	}
-	return nil
+	return p.ob.Put(msgs...)
 }
 
 // Ready reports whether the broker connection is up.
@@ -148,69 +161,167 @@ func (p *Publisher) Ready(context.Context) error {
 	return nil
 }
 
-// Run connects and publishes until ctx is cancelled.
+// Run connects and drains the outbox until ctx is cancelled.
 func (p *Publisher) Run(ctx context.Context) error {
 	p.log.Info("connecting", "broker", p.cfg.URL, "client_id", p.cfg.ClientID)
 	p.client.Connect() // retries in the background until the broker answers
-	lastStatus := time.Now()
-	for {
-		if p.connected.Load() && time.Since(lastStatus) >= p.interval {
-			p.enqueueStatus(wire.StateOnline)
-			lastStatus = time.Now()
+	lastStatus, lastEvict := time.Time{}, time.Now()
+	backoff := 200 * time.Millisecond
+	for ctx.Err() == nil {
+		if !p.connected.Load() {
+			if !sleep(ctx, 100*time.Millisecond) {
+				break
+			}
+			continue
 		}
-		pctx, cancel := context.WithTimeout(ctx, time.Second)
-		m, ok := p.q.Pop(pctx)
-		cancel()
-		if ctx.Err() != nil {
-			return nil
+		if p.statusDue.Load() || time.Since(lastStatus) >= p.interval {
+			if p.publishStatus(wire.StateOnline) {
+				p.statusDue.Store(false)
+				lastStatus = time.Now()
+			} else {
+				lastStatus = time.Now().Add(statusRetryEvery - p.interval)
+			}
 		}
-		if ok && !p.send(ctx, m) {
-			return nil
+		if time.Since(lastEvict) > 10*time.Second {
+			if err := p.ob.Evict(time.Now()); err != nil {
+				p.log.Error("outbox eviction", "err", err)
+			}
+			lastEvict = time.Now()
 		}
+		sent, err := p.drainOnce(ctx)
+		if err != nil {
+			p.failures.Inc()
+			p.log.Warn("publish failed; the messages stay in the outbox", "err", err, "retry_in", backoff)
+			if !sleep(ctx, backoff) {
+				break
+			}
+			backoff = min(backoff*2, 10*time.Second)
+			continue
+		}
+		backoff = 200 * time.Millisecond
+		if sent == 0 {
+			select {
+			case <-ctx.Done():
+			case <-p.ob.Wake():
+			case <-time.After(time.Second):
+			}
+		}
+	}
+	return nil
+}
+
+func sleep(ctx context.Context, d time.Duration) bool {
+	select {
+	case <-ctx.Done():
+		return false
+	case <-time.After(d):
+		return true
 	}
 }
 
-// send publishes m until the broker acknowledges it or ctx ends.
-func (p *Publisher) send(ctx context.Context, m message) bool {
-	backoff := 200 * time.Millisecond
-	for {
-		for !p.connected.Load() {
-			select {
-			case <-ctx.Done():
-				return false
-			case <-time.After(100 * time.Millisecond):
-			}
-		}
-		start := time.Now()
-		t := p.client.Publish(m.topic, 1, m.retained, m.payload)
-		done := t.WaitTimeout(30 * time.Second)
-		if done && t.Error() == nil {
-			p.latency.Observe(time.Since(start).Seconds())
-			p.published.WithLabelValues(m.kind).Inc()
-			return true
-		}
-		err := t.Error()
-		if !done {
-			err = errors.New("no PUBACK within 30s")
-		}
-		p.log.Warn("publish failed; retrying", "kind", m.kind, "topic", m.topic, "err", err)
-		select {
-		case <-ctx.Done():
-			return false
-		case <-time.After(backoff):
-		}
-		backoff = min(backoff*2, 10*time.Second)
+// drainOnce publishes one batch from the most urgent lane and removes from
+// the outbox what the broker acknowledged.
+func (p *Publisher) drainOnce(ctx context.Context) (int, error) {
+	msgs, err := p.ob.Pending(ctx, alertBatch, 1<<30)
+	if err != nil || len(msgs) == 0 {
+		return 0, err
 	}
+	if msgs[0].Lane != outbox.LaneAlert {
+		if msgs, err = p.ob.Pending(ctx, evidenceBatch, evidenceBudget); err != nil || len(msgs) == 0 {
+			return 0, err
+		}
+	}
+	start := time.Now()
+	tokens := make([]mqtt.Token, len(msgs))
+	for i, m := range msgs {
+		tokens[i] = p.client.Publish(m.Topic, 1, false, m.Payload)
+	}
+	var done []outbox.Message
+	var firstErr error
+	for i, t := range tokens {
+		if !t.WaitTimeout(ackTimeout) {
+			firstErr = fmt.Errorf("no PUBACK within %s for %s", ackTimeout, msgs[i].Topic)
+			break
+		}
+		if err := t.Error(); err != nil {
+			firstErr = fmt.Errorf("%s: %w", msgs[i].Topic, err)
+			break
+		}
+		done = append(done, msgs[i])
+	}
+	if len(done) > 0 {
+		p.latency.Observe(time.Since(start).Seconds())
+		if err := p.ob.Ack(done...); err != nil {
+			return len(done), err
+		}
+		for _, m := range done {
+			p.published.WithLabelValues(m.Lane.String()).Inc()
+		}
+	}
+	return len(done), firstErr
+}
+
+func (p *Publisher) publishStatus(state wire.AgentState) bool {
+	b, err := p.statusPayload(state)
+	if err != nil {
+		p.log.Error("status", "err", err)
+		return false
+	}
+	if err := mqttc.Wait(p.client.Publish(wire.StatusTopic(p.agentID), 1, true, b), 10*time.Second); err != nil {
+		p.log.Warn("status not published", "err", err)
+		return false
+	}
+	p.published.WithLabelValues("status").Inc()
+	return true
+}
+
+func (p *Publisher) handleCmd(_ mqtt.Client, msg mqtt.Message) {
+	c, err := p.dec.DecodeCmd(msg.Payload())
+	if err != nil {
+		p.cmds.WithLabelValues("invalid", "rejected").Inc()
+		p.log.Warn("command rejected", "err", err)
+		return
+	}
+	reply := wire.CmdReply{CmdID: c.CmdID, AgentID: p.agentID, Cmd: c.Cmd}
+	if p.onCmd == nil {
+		reply.Error = "this agent takes no commands"
+	} else {
+		ctx, cancel := context.WithTimeout(p.ctx, 20*time.Second)
+		reply = p.onCmd(ctx, c)
+		cancel()
+		reply.CmdID, reply.AgentID, reply.Cmd = c.CmdID, p.agentID, c.Cmd
+	}
+	reply.OK = reply.Error == ""
+	reply.TS = time.Now()
+	result := "ok"
+	if !reply.OK {
+		result = "error"
+	}
+	p.cmds.WithLabelValues(string(c.Cmd), result).Inc()
+	p.log.Info("command", "cmd", c.Cmd, "cmd_id", c.CmdID, "ok", reply.OK, "error", reply.Error)
+	b, err := wire.Marshal(&reply)
+	if err != nil {
+		p.log.Error("reply", "err", err)
+		return
+	}
+	// Not awaited here: paho delivers the next message only after this
+	// handler returns.
+	p.client.Publish(wire.ReplyTopic(p.agentID), 1, false, b)
+	p.published.WithLabelValues("reply").Inc()
+}
+
+// PublishRaw sends a message straight away (command results such as a
+// requested snapshot); it is not kept in the outbox.
+func (p *Publisher) PublishRaw(topic string, payload []byte) error {
+	return mqttc.Wait(p.client.Publish(topic, 1, false, payload), 10*time.Second)
 }
 
 // Close publishes the offline status (best effort) and disconnects.
 func (p *Publisher) Close() error {
+	p.cancel()
 	if p.connected.Load() {
-		if b, err := p.statusPayload(wire.StateOffline); err == nil {
-			mqttc.Wait(p.client.Publish(wire.StatusTopic(p.agentID), 1, true, b), 2*time.Second)
-		}
+		p.publishStatus(wire.StateOffline)
 	}
 	p.client.Disconnect(500)
-	p.q.Close()
 	return nil
 }

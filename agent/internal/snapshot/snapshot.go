@@ -40,6 +40,26 @@ func Annotated(frame gocv.Mat, zone [][2]float64, boxes [][4]float64, quality in
 	return Encode(img, quality)
 }
 
+// WithZones returns frame as a JPEG with every zone outlined (for snapshot
+// commands, which have no event boxes).
+func WithZones(frame gocv.Mat, zones [][][2]float64, quality int) ([]byte, error) {
+	if frame.Empty() || frame.Type() != gocv.MatTypeCV8UC3 {
+		return nil, errors.New("snapshot: want a non-empty 8-bit BGR frame")
+	}
+	img := frame.Clone()
+	defer img.Close()
+	w, h := img.Cols(), img.Rows()
+	for _, z := range zones {
+		if len(z) < 3 {
+			continue
+		}
+		pv := gocv.NewPointsVectorFromPoints([][]image.Point{motion.PolygonPoints(z, w, h)})
+		gocv.Polylines(&img, pv, true, zoneColor, max(2, w/400))
+		pv.Close()
+	}
+	return Encode(img, quality)
+}
+
 // Encode returns img as a JPEG.
 func Encode(img gocv.Mat, quality int) ([]byte, error) {
 	if quality < 1 || quality > 100 {

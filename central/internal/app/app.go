@@ -53,7 +53,7 @@ func New(ctx context.Context, cfg *Config, log *slog.Logger) (_ *Central, err er
 	}
 	brokerAddr := ""
 	if cfg.Broker.Enabled {
-		c.broker, err = broker.New(cfg.Broker, log)
+		c.broker, err = broker.New(cfg.Broker, c.Reg, log)
 		if err != nil {
 			return nil, err
 		}
@@ -62,6 +62,9 @@ func New(ctx context.Context, cfg *Config, log *slog.Logger) (_ *Central, err er
 	}
 	mc := cfg.MQTT
 	mc.URL = cfg.BrokerURL(brokerAddr)
+	if cfg.MQTT.URL == "" && c.broker != nil {
+		mc.Username, mc.Password = c.broker.InternalCredentials()
+	}
 	c.intake, err = intake.New(mc, c.store, wire.Decoder{MaxFutureSkew: cfg.Intake.MaxFutureSkew}, c.Reg, log)
 	if err != nil {
 		return nil, err
@@ -73,7 +76,7 @@ func New(ctx context.Context, cfg *Config, log *slog.Logger) (_ *Central, err er
 	}
 	c.http.AddCheck("store", c.store.Ping)
 	c.http.AddCheck("mqtt", c.intake.Ready)
-	web.New(c.store, log).Register(c.http.Mux)
+	web.New(c.store, c.intake, log).Register(c.http.Mux)
 	c.parts.Add(c.http)
 	return c, nil
 }

@@ -1,10 +1,14 @@
 package app
 
 import (
+	"bufio"
+	"fmt"
 	"os"
+	"strings"
 
 	"github.com/spf13/cobra"
 
+	"github.com/xueliang/xl/central/internal/broker"
 	"github.com/xueliang/xl/internal/cli"
 	"github.com/xueliang/xl/internal/logging"
 )
@@ -36,7 +40,24 @@ func Command() *cobra.Command {
 		},
 	}
 	serve.Flags().StringVarP(&path, "config", "c", defaultConfigPath, "configuration file")
-	root.AddCommand(serve,
+	passwd := &cobra.Command{
+		Use:   "passwd",
+		Short: "Read a password on standard input and print its bcrypt hash for broker.users",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			line, err := bufio.NewReader(cmd.InOrStdin()).ReadString('\n')
+			if err != nil && line == "" {
+				return fmt.Errorf("read password: %w", err)
+			}
+			h, err := broker.HashPassword([]byte(strings.TrimRight(line, "\r\n")))
+			if err != nil {
+				return err
+			}
+			fmt.Fprintln(cmd.OutOrStdout(), h)
+			return nil
+		},
+	}
+	root.AddCommand(serve, passwd,
 		cli.CheckConfigCommand(defaultConfigPath, func(p string) error { _, err := LoadConfig(p); return err }),
 		cli.VersionCommand("xl-central"))
 	return root

@@ -2,6 +2,7 @@ package app
 
 import (
 	"fmt"
+	"strings"
 	"time"
 
 	"github.com/xueliang/xl/central/internal/broker"
@@ -57,6 +58,10 @@ func (c *Config) Validate() []config.FieldError {
 	p.HostPort("http.addr", c.HTTP.Addr, true)
 	if c.Broker.Enabled {
 		p.HostPort("broker.listen", c.Broker.Listen, true)
+		for _, msg := range c.Broker.Validate() {
+			key, rest, _ := strings.Cut(msg, ": ")
+			p.Add("broker."+key, "%s", rest)
+		}
 		if c.Broker.MaxPacketBytes < 256<<10 {
 			p.Add("broker.max_packet_bytes", "at least 262144 (256 KiB), so that snapshots fit")
 		}

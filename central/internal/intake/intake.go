@@ -11,6 +11,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -46,6 +47,7 @@ type metrics struct {
 	latency   prometheus.Histogram
 	connected prometheus.Gauge
 	retries   prometheus.Counter
+	commands  *prometheus.CounterVec
 }
 
 func newMetrics(reg prometheus.Registerer) *metrics {
@@ -69,6 +71,8 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 			Help: "1 while central's intake is connected to the broker."}),
 		retries: f.NewCounter(prometheus.CounterOpts{Name: "xl_central_store_retries_total",
 			Help: "Store writes retried after an error."}),
+		commands: f.NewCounterVec(prometheus.CounterOpts{Name: "xl_central_commands_total",
+			Help: "Commands to agents, by command and outcome (sent, answered, timeout)."}, []string{"cmd", "outcome"}),
 	}
 }
 
@@ -83,6 +87,9 @@ type Intake struct {
 	connected atomic.Bool
 	ctx       context.Context
 	cancel    context.CancelFunc
+
+	waitMu  sync.Mutex
+	waiters map[string]chan *wire.CmdReply // by cmd_id
 }
 
 // New prepares the intake; it connects in Run.
@@ -91,7 +98,8 @@ func New(cfg mqttc.Config, st Store, dec wire.Decoder, reg prometheus.Registerer
 		cfg.ClientID = "xl-central"
 	}
 	ctx, cancel := context.WithCancel(context.Background())
-	in := &Intake{cfg: cfg, store: st, dec: dec, log: log.With("component", "intake"), m: newMetrics(reg), ctx: ctx, cancel: cancel}
+	in := &Intake{cfg: cfg, store: st, dec: dec, log: log.With("component", "intake"), m: newMetrics(reg), ctx: ctx, cancel: cancel,
+		waiters: map[string]chan *wire.CmdReply{}}
 	opts, err := cfg.Options()
 	if err != nil {
 		cancel()
@@ -117,7 +125,7 @@ func (in *Intake) Ready(context.Context) error {
 }
 
 func (in *Intake) onConnect(c mqtt.Client) {
-	subs := map[string]byte{wire.AllAlertsFilter: 1, wire.AllEvidenceFilter: 1, wire.AllStatusFilter: 1}
+	subs := map[string]byte{wire.AllAlertsFilter: 1, wire.AllEvidenceFilter: 1, wire.AllStatusFilter: 1, wire.AllRepliesFilter: 1}
 	if err := mqttc.Wait(c.SubscribeMultiple(subs, in.handle), 10*time.Second); err != nil {
 		in.log.Error("subscribe failed; reconnecting", "err", err)
 		go c.Disconnect(100) // the retry loop connects again
@@ -164,6 +172,9 @@ func (in *Intake) handle(_ mqtt.Client, msg mqtt.Message) {
 		stored = in.handleEvidence(t, msg.Payload())
 	case wire.KindStatus:
 		stored = in.handleStatus(t, msg.Payload())
+	case wire.KindReplies:
+		in.handleReply(t, msg.Payload())
+		stored = true
 	default:
 		in.reject(t.Kind, ReasonBadTopic, fmt.Errorf("agents do not publish %q", t.Kind))
 		stored = true
@@ -276,4 +287,74 @@ func (in *Intake) handleStatus(t wire.AgentTopic, payload []byte) bool {
 	return in.retry("status "+st.AgentID, func(ctx context.Context) error {
 		return in.store.PutAgentStatus(ctx, st, time.Now())
 	})
+}
+
+// ErrNoReply is returned by Command when the agent did not answer in time.
+var ErrNoReply error = noReply{}
+
+type noReply struct{}
+
+func (noReply) Error() string { return "the agent did not answer in time" }
+func (noReply) Timeout() bool { return true }
+
+// Command sends c to an agent and waits for its reply until ctx ends.
+func (in *Intake) Command(ctx context.Context, agentID string, c wire.Cmd) (*wire.CmdReply, error) {
+	if !wire.ValidID(agentID) {
+		return nil, fmt.Errorf("invalid agent id %q", agentID)
+	}
+	if c.CmdID == "" {
+		c.CmdID = wire.NewULID(time.Now())
+	}
+	c.TS = time.Now()
+	b, err := wire.Marshal(&c)
+	if err != nil {
+		return nil, err
+	}
+	if _, err := in.dec.DecodeCmd(b); err != nil {
+		return nil, err
+	}
+	ch := make(chan *wire.CmdReply, 1)
+	in.waitMu.Lock()
+	in.waiters[c.CmdID] = ch
+	in.waitMu.Unlock()
+	defer func() {
+		in.waitMu.Lock()
+		delete(in.waiters, c.CmdID)
+		in.waitMu.Unlock()
+	}()
+	if err := mqttc.Wait(in.client.Publish(wire.CmdTopic(agentID), 1, false, b), 10*time.Second); err != nil {
+		return nil, fmt.Errorf("send command: %w", err)
+	}
+	in.m.commands.WithLabelValues(string(c.Cmd), "sent").Inc()
+	select {
+	case r := <-ch:
+		in.m.commands.WithLabelValues(string(c.Cmd), "answered").Inc()
+		return r, nil
+	case <-ctx.Done():
+		in.m.commands.WithLabelValues(string(c.Cmd), "timeout").Inc()
+		return nil, ErrNoReply
+	}
+}
+
+func (in *Intake) handleReply(t wire.AgentTopic, payload []byte) {
+	r, err := in.dec.DecodeCmdReply(payload)
+	if err != nil {
+		in.reject(wire.KindReplies, wire.ReasonOf(err), err)
+		return
+	}
+	if r.AgentID != t.AgentID {
+		in.reject(wire.KindReplies, ReasonAgentMismatch, fmt.Errorf("reply from %q published under agent %q", r.AgentID, t.AgentID))
+		return
+	}
+	in.waitMu.Lock()
+	ch, ok := in.waiters[r.CmdID]
+	in.waitMu.Unlock()
+	if !ok {
+		in.log.Info("reply to a command nobody waits for", "cmd_id", r.CmdID, "agent_id", r.AgentID)
+		return
+	}
+	select {
+	case ch <- r:
+	default:
+	}
 }

@@ -31,7 +31,12 @@ type rig struct {
 func start(t *testing.T) *rig {
 	t.Helper()
 	log := slog.New(slog.DiscardHandler)
-	b, err := broker.New(broker.Config{Enabled: true, Listen: "127.0.0.1:0", MaxPacketBytes: 16 << 20}, log)
+	hash, err := broker.HashPassword([]byte("agent-a1-password"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := broker.New(broker.Config{Enabled: true, Listen: "127.0.0.1:0", MaxPacketBytes: 16 << 20,
+		Users: []broker.User{{Username: "a1", PasswordHash: hash, Role: broker.RoleAgent}}}, prometheus.NewRegistry(), log)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -41,6 +46,7 @@ func start(t *testing.T) *rig {
 	}
 	cfg := mqttc.Default()
 	cfg.URL = b.URL()
+	cfg.Username, cfg.Password = b.InternalCredentials()
 	in, err := New(cfg, st, wire.Decoder{}, prometheus.NewRegistry(), log)
 	if err != nil {
 		t.Fatal(err)
@@ -57,7 +63,7 @@ func start(t *testing.T) *rig {
 		st.Close()
 	})
 	waitFor(t, "intake connected", func() bool { return in.Ready(ctx) == nil })
-	o := mqtt.NewClientOptions().AddBroker(b.URL()).SetClientID("test-agent")
+	o := mqtt.NewClientOptions().AddBroker(b.URL()).SetClientID("test-agent").SetUsername("a1").SetPassword("agent-a1-password")
 	agent := mqtt.NewClient(o)
 	if err := mqttc.Wait(agent.Connect(), 5*time.Second); err != nil {
 		t.Fatal(err)

@@ -28,17 +28,25 @@ type Reader interface {
 //go:embed console
 var consoleFS embed.FS
 
+// Commander sends commands to agents.
+type Commander interface {
+	Command(ctx context.Context, agentID string, c wire.Cmd) (*wire.CmdReply, error)
+}
+
 // MaxPageSize is the largest page of alerts one request returns.
 const MaxPageSize = 1000
 
 // API serves /api/v1 and the console.
 type API struct {
 	r   Reader
+	cmd Commander
 	log *slog.Logger
 }
 
-// New returns the API over r.
-func New(r Reader, log *slog.Logger) *API { return &API{r: r, log: log.With("component", "web")} }
+// New returns the API over r; cmd may be nil (no command route).
+func New(r Reader, cmd Commander, log *slog.Logger) *API {
+	return &API{r: r, cmd: cmd, log: log.With("component", "web")}
+}
 
 // Register adds the routes to mux.
 func (a *API) Register(mux *http.ServeMux) {
@@ -47,6 +55,9 @@ func (a *API) Register(mux *http.ServeMux) {
 	mux.HandleFunc("GET /api/v1/alerts/{alert_id}/snapshot.jpg", a.evidence(wire.EvidenceSnapshot, "image/jpeg"))
 	mux.HandleFunc("GET /api/v1/alerts/{alert_id}/clip.mp4", a.evidence(wire.EvidenceClip, "video/mp4"))
 	mux.HandleFunc("GET /api/v1/agents", a.listAgents)
+	if a.cmd != nil {
+		mux.HandleFunc("POST /api/v1/agents/{agent_id}/commands", a.command)
+	}
 	mux.HandleFunc("/api/", func(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusNotFound, "not_found", "no such API route: "+r.Method+" "+r.URL.Path)
 	})
@@ -218,4 +229,40 @@ func (a *API) listAgents(w http.ResponseWriter, r *http.Request) {
 		out.Agents = append(out.Agents, agentView{r.AgentID, r.State, r.Version, r.ConfigVersion, cams, r.StatusAt, r.LastSeen})
 	}
 	writeJSON(w, http.StatusOK, out)
+}
+
+// CommandTimeout is how long the API waits for an agent's reply.
+const CommandTimeout = 15 * time.Second
+
+func (a *API) command(w http.ResponseWriter, r *http.Request) {
+	agentID := r.PathValue("agent_id")
+	if !wire.ValidID(agentID) {
+		writeError(w, http.StatusBadRequest, "bad_request", "invalid agent id")
+		return
+	}
+	var body struct {
+		Cmd      wire.CmdName `json:"cmd"`
+		CameraID string       `json:"camera_id"`
+	}
+	dec := json.NewDecoder(http.MaxBytesReader(w, r.Body, 4096))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&body); err != nil {
+		writeError(w, http.StatusBadRequest, "bad_request", "body must be {\"cmd\": \"reload|snapshot|verify\", \"camera_id\": \"…\"}: "+err.Error())
+		return
+	}
+	ctx, cancel := context.WithTimeout(r.Context(), CommandTimeout)
+	defer cancel()
+	reply, err := a.cmd.Command(ctx, agentID, wire.Cmd{Cmd: body.Cmd, CameraID: body.CameraID})
+	var timeout interface{ Timeout() bool }
+	switch {
+	case wire.ReasonOf(err) != "":
+		writeError(w, http.StatusBadRequest, "bad_request", err.Error())
+	case errors.As(err, &timeout) && timeout.Timeout():
+		writeError(w, http.StatusGatewayTimeout, "agent_timeout", "agent "+agentID+" did not answer within "+CommandTimeout.String())
+	case err != nil:
+		a.log.Error("command", "agent_id", agentID, "err", err)
+		writeError(w, http.StatusBadGateway, "broker", err.Error())
+	default:
+		writeJSON(w, http.StatusOK, reply)
+	}
 }

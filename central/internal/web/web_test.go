@@ -25,7 +25,7 @@ func server(t *testing.T) (*httptest.Server, *sqlite.Store) {
 	}
 	t.Cleanup(func() { st.Close() })
 	mux := http.NewServeMux()
-	New(st, slog.New(slog.DiscardHandler)).Register(mux)
+	New(st, nil, slog.New(slog.DiscardHandler)).Register(mux)
 	srv := httptest.NewServer(mux)
 	t.Cleanup(srv.Close)
 	return srv, st

@@ -1,0 +1,366 @@
+// Package outbox is the agent's durable queue of messages for the command
+// centre. Every alert and piece of evidence is committed to disk (SQLite in
+// WAL mode with synchronous=FULL, so each commit is fsync'd) before it is
+// published, and deleted only once the broker has acknowledged it. After a
+// broker outage, a power cut or kill -9, whatever was committed is sent again
+// in order.
+//
+// Messages travel in lanes: alerts first, then snapshots, then clips, so a
+// slow link still delivers the alarm first. Within a lane, messages leave in
+// the order they were written, which keeps each camera's alerts in order.
+// The outbox is bounded by bytes and by age; when it must shed, it evicts
+// clips before snapshots before alerts, and counts and logs every eviction.
+package outbox
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promauto"
+	_ "modernc.org/sqlite" // database/sql driver "sqlite"
+)
+
+// Lane is a message's priority class; lower lanes leave first and are
+// evicted last.
+type Lane int
+
+// Lanes.
+const (
+	LaneAlert Lane = iota
+	LaneSnapshot
+	LaneClip
+)
+
+func (l Lane) String() string {
+	switch l {
+	case LaneAlert:
+		return "alert"
+	case LaneSnapshot:
+		return "snapshot"
+	case LaneClip:
+		return "clip"
+	}
+	return fmt.Sprintf("lane%d", int(l))
+}
+
+// Message is one MQTT publish waiting in the outbox.
+type Message struct {
+	Seq       int64 // assigned by Put
+	Lane      Lane
+	CameraID  string
+	Topic     string
+	Payload   []byte
+	CreatedAt time.Time
+}
+
+// Limits bound the outbox.
+type Limits struct {
+	MaxBytes int64         // total payload bytes kept
+	MaxAge   time.Duration // older messages are evicted
+}
+
+// Outbox is the durable queue. It is safe for concurrent use.
+type Outbox struct {
+	db     *sql.DB
+	limits Limits
+	log    *slog.Logger
+	wake   chan struct{}
+
+	mu    sync.Mutex // serialises writers (Put, Ack, Evict)
+	bytes int64
+	count int64
+
+	written  *prometheus.CounterVec
+	acked    *prometheus.CounterVec
+	evicted  *prometheus.CounterVec
+	depth    prometheus.Gauge
+	size     prometheus.Gauge
+	oldest   prometheus.GaugeFunc
+	putTimer prometheus.Histogram
+}
+
+const schema = `
+CREATE TABLE IF NOT EXISTS outbox (
+    seq        INTEGER PRIMARY KEY AUTOINCREMENT,
+    lane       INTEGER NOT NULL,
+    camera_id  TEXT    NOT NULL,
+    topic      TEXT    NOT NULL,
+    payload    BLOB    NOT NULL,
+    size       INTEGER NOT NULL,
+    created_at INTEGER NOT NULL
+);
+CREATE INDEX IF NOT EXISTS outbox_by_lane ON outbox (lane, seq);
+CREATE INDEX IF NOT EXISTS outbox_by_age  ON outbox (created_at);
+`
+
+// Open opens or creates the outbox at path.
+func Open(path string, limits Limits, reg prometheus.Registerer, log *slog.Logger) (*Outbox, error) {
+	if limits.MaxBytes <= 0 || limits.MaxAge <= 0 {
+		return nil, errors.New("outbox: max_bytes and max_age must be positive")
+	}
+	if err := os.MkdirAll(filepath.Dir(path), 0o750); err != nil {
+		return nil, fmt.Errorf("outbox: %w", err)
+	}
+	// synchronous=FULL: every commit is fsync'd before it returns, so an
+	// alert Put has returned for survives a power cut.
+	dsn := "file:" + path + "?_pragma=journal_mode(WAL)&_pragma=synchronous(FULL)&_pragma=busy_timeout(10000)&_txlock=immediate"
+	db, err := sql.Open("sqlite", dsn)
+	if err != nil {
+		return nil, fmt.Errorf("outbox: open %s: %w", path, err)
+	}
+	db.SetMaxOpenConns(1) // one writer; reads are short
+	if _, err := db.Exec(schema); err != nil {
+		db.Close()
+		return nil, fmt.Errorf("outbox: %s: %w (a damaged outbox file can be moved aside; its messages are then lost)", path, err)
+	}
+	o := &Outbox{db: db, limits: limits, log: log.With("component", "outbox"), wake: make(chan struct{}, 1)}
+	f := promauto.With(reg)
+	o.written = f.NewCounterVec(prometheus.CounterOpts{Name: "xl_agent_outbox_written_total", Help: "Messages committed to the outbox, by lane."}, []string{"lane"})
+	o.acked = f.NewCounterVec(prometheus.CounterOpts{Name: "xl_agent_outbox_acked_total", Help: "Messages removed after the broker acknowledged them, by lane."}, []string{"lane"})
+	o.evicted = f.NewCounterVec(prometheus.CounterOpts{Name: "xl_agent_outbox_evicted_total", Help: "Messages evicted unsent, by lane and reason (bytes, age)."}, []string{"lane", "reason"})
+	o.depth = f.NewGauge(prometheus.GaugeOpts{Name: "xl_agent_outbox_messages", Help: "Messages waiting in the outbox."})
+	o.size = f.NewGauge(prometheus.GaugeOpts{Name: "xl_agent_outbox_bytes", Help: "Payload bytes waiting in the outbox."})
+	o.oldest = f.NewGaugeFunc(prometheus.GaugeOpts{Name: "xl_agent_outbox_oldest_age_seconds", Help: "Age of the oldest message waiting."}, func() float64 {
+		at, ok := o.oldestAt()
+		if !ok {
+			return 0
+		}
+		return time.Since(at).Seconds()
+	})
+	o.putTimer = f.NewHistogram(prometheus.HistogramOpts{Name: "xl_agent_outbox_put_seconds", Help: "Time to commit messages durably.", Buckets: prometheus.ExponentialBuckets(0.0002, 2.5, 12)})
+	if err := db.QueryRow(`SELECT count(*), coalesce(sum(size), 0) FROM outbox`).Scan(&o.count, &o.bytes); err != nil {
+		db.Close()
+		return nil, fmt.Errorf("outbox: %w", err)
+	}
+	o.gauges()
+	if o.count > 0 {
+		o.log.Info("outbox has messages from before; they will be sent first", "messages", o.count, "bytes", o.bytes)
+	}
+	return o, nil
+}
+
+func (o *Outbox) gauges() {
+	o.depth.Set(float64(o.count))
+	o.size.Set(float64(o.bytes))
+}
+
+func (o *Outbox) oldestAt() (time.Time, bool) {
+	var at sql.NullInt64
+	if err := o.db.QueryRow(`SELECT min(created_at) FROM outbox`).Scan(&at); err != nil || !at.Valid {
+		return time.Time{}, false
+	}
+	return time.Unix(0, at.Int64), true
+}
+
+// Wake is signalled whenever messages are added.
+func (o *Outbox) Wake() <-chan struct{} { return o.wake }
+
+// Put commits msgs in one transaction (all or none) and returns once they
+// are on disk. It then evicts what the limits no longer allow.
+func (o *Outbox) Put(msgs ...Message) error {
+	if len(msgs) == 0 {
+		return nil
+	}
+	start := time.Now()
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	tx, err := o.db.Begin()
+	if err != nil {
+		return fmt.Errorf("outbox: %w", err)
+	}
+	defer tx.Rollback()
+	stmt, err := tx.Prepare(`INSERT INTO outbox (lane, camera_id, topic, payload, size, created_at) VALUES (?, ?, ?, ?, ?, ?)`)
+	if err != nil {
+		return fmt.Errorf("outbox: %w", err)
+	}
+	defer stmt.Close()
+	var added int64
+	for i := range msgs {
+		m := &msgs[i]
+		if m.CreatedAt.IsZero() {
+			m.CreatedAt = time.Now()
+		}
+		res, err := stmt.Exec(int(m.Lane), m.CameraID, m.Topic, m.Payload, len(m.Payload), m.CreatedAt.UnixNano())
+		if err != nil {
+			return fmt.Errorf("outbox: write: %w", err)
+		}
+		if m.Seq, err = res.LastInsertId(); err != nil {
+			return fmt.Errorf("outbox: %w", err)
+		}
+		added += int64(len(m.Payload))
+	}
+	if err := tx.Commit(); err != nil {
+		return fmt.Errorf("outbox: commit: %w", err)
+	}
+	o.count += int64(len(msgs))
+	o.bytes += added
+	for _, m := range msgs {
+		o.written.WithLabelValues(m.Lane.String()).Inc()
+	}
+	o.putTimer.Observe(time.Since(start).Seconds())
+	if err := o.evictLocked(time.Now()); err != nil {
+		o.log.Error("eviction failed", "err", err)
+	}
+	o.gauges()
+	select {
+	case o.wake <- struct{}{}:
+	default:
+	}
+	return nil
+}
+
+// Pending returns up to n messages of the most urgent non-empty lane, in the
+// order they were written, skipping those with Seq ≤ after within that lane.
+func (o *Outbox) Pending(ctx context.Context, n int, maxBytes int64) ([]Message, error) {
+	for lane := LaneAlert; lane <= LaneClip; lane++ {
+		rows, err := o.db.QueryContext(ctx, `SELECT seq, camera_id, topic, payload, created_at FROM outbox WHERE lane = ? ORDER BY seq LIMIT ?`, int(lane), n)
+		if err != nil {
+			return nil, fmt.Errorf("outbox: %w", err)
+		}
+		var out []Message
+		var total int64
+		for rows.Next() {
+			m := Message{Lane: lane}
+			var at int64
+			if err := rows.Scan(&m.Seq, &m.CameraID, &m.Topic, &m.Payload, &at); err != nil {
+				rows.Close()
+				return nil, fmt.Errorf("outbox: %w", err)
+			}
+			m.CreatedAt = time.Unix(0, at)
+			if len(out) > 0 && total+int64(len(m.Payload)) > maxBytes {
+				break
+			}
+			total += int64(len(m.Payload))
+			out = append(out, m)
+		}
+		rows.Close()
+		if err := rows.Err(); err != nil {
+			return nil, fmt.Errorf("outbox: %w", err)
+		}
+		if len(out) > 0 {
+			return out, nil
+		}
+	}
+	return nil, nil
+}
+
+// Ack removes messages the broker has acknowledged.
+func (o *Outbox) Ack(msgs ...Message) error {
+	if len(msgs) == 0 {
+		return nil
+	}
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	ids := make([]string, len(msgs))
+	for i, m := range msgs {
+		ids[i] = fmt.Sprint(m.Seq)
+	}
+	var n, b int64
+	if err := o.db.QueryRow(`SELECT count(*), coalesce(sum(size), 0) FROM outbox WHERE seq IN (`+strings.Join(ids, ",")+`)`).Scan(&n, &b); err != nil {
+		return fmt.Errorf("outbox: %w", err)
+	}
+	if _, err := o.db.Exec(`DELETE FROM outbox WHERE seq IN (` + strings.Join(ids, ",") + `)`); err != nil {
+		return fmt.Errorf("outbox: ack: %w", err)
+	}
+	o.count -= n
+	o.bytes -= b
+	for _, m := range msgs {
+		o.acked.WithLabelValues(m.Lane.String()).Inc()
+	}
+	o.gauges()
+	return nil
+}
+
+// Evict applies the limits now (Put does this too; the publisher calls it
+// periodically so that age limits hold while nothing is written).
+func (o *Outbox) Evict(now time.Time) error {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	err := o.evictLocked(now)
+	o.gauges()
+	return err
+}
+
+func (o *Outbox) evictLocked(now time.Time) error {
+	// Age first: nothing older than MaxAge is worth sending.
+	cutoff := now.Add(-o.limits.MaxAge).UnixNano()
+	if err := o.evictWhere("age", `created_at < ?`, cutoff); err != nil {
+		return err
+	}
+	// Then size: clips, then snapshots, then alerts, oldest first.
+	for lane := LaneClip; lane >= LaneAlert && o.bytes > o.limits.MaxBytes; lane-- {
+		for o.bytes > o.limits.MaxBytes {
+			var seq, size int64
+			err := o.db.QueryRow(`SELECT seq, size FROM outbox WHERE lane = ? ORDER BY seq LIMIT 1`, int(lane)).Scan(&seq, &size)
+			if errors.Is(err, sql.ErrNoRows) {
+				break
+			}
+			if err != nil {
+				return fmt.Errorf("outbox: evict: %w", err)
+			}
+			if err := o.evictWhere("bytes", `seq = ?`, seq); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+func (o *Outbox) evictWhere(reason, cond string, arg any) error {
+	rows, err := o.db.Query(`SELECT seq, lane, camera_id, topic, size FROM outbox WHERE `+cond, arg)
+	if err != nil {
+		return fmt.Errorf("outbox: evict: %w", err)
+	}
+	type victim struct {
+		seq, size     int64
+		lane          Lane
+		camera, topic string
+	}
+	var vs []victim
+	for rows.Next() {
+		var v victim
+		if err := rows.Scan(&v.seq, &v.lane, &v.camera, &v.topic, &v.size); err != nil {
+			rows.Close()
+			return err
+		}
+		vs = append(vs, v)
+	}
+	rows.Close()
+	if len(vs) == 0 {
+		return nil
+	}
+	if _, err := o.db.Exec(`DELETE FROM outbox WHERE `+cond, arg); err != nil {
+		return fmt.Errorf("outbox: evict: %w", err)
+	}
+	for _, v := range vs {
+		o.count--
+		o.bytes -= v.size
+		o.evicted.WithLabelValues(v.lane.String(), reason).Inc()
+		level := slog.LevelWarn
+		if v.lane == LaneAlert {
+			level = slog.LevelError
+		}
+		o.log.Log(context.Background(), level, "outbox full: evicted an unsent message", "lane", v.lane, "reason", reason,
+			"camera_id", v.camera, "topic", v.topic, "bytes", v.size)
+	}
+	return nil
+}
+
+// Stats returns the messages and bytes waiting.
+func (o *Outbox) Stats() (messages, bytes int64) {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	return o.count, o.bytes
+}
+
+// Close closes the database.
+func (o *Outbox) Close() error { return o.db.Close() }
