@@ -2,6 +2,7 @@ package app
 
 import (
 	"os"
+	"time"
 
 	"github.com/spf13/cobra"
 
@@ -36,7 +37,26 @@ func Command() *cobra.Command {
 		},
 	}
 	run.Flags().StringVarP(&path, "config", "c", defaultConfigPath, "configuration file")
-	root.AddCommand(run,
+	var count, cameras int
+	var interval time.Duration
+	selftest := &cobra.Command{
+		Use:   "selftest",
+		Short: "Send synthetic 'selftest' alerts through the outbox to central and wait until they are acknowledged",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			cfg, err := LoadConfig(path)
+			if err != nil {
+				return err
+			}
+			log, _ := logging.New(cfg.Log, os.Stderr)
+			return SelfTest(cmd.Context(), cfg, count, cameras, interval, cmd.OutOrStdout(), log)
+		},
+	}
+	selftest.Flags().StringVarP(&path, "config", "c", defaultConfigPath, "configuration file")
+	selftest.Flags().IntVar(&count, "count", 10, "alerts to send (0: only drain the outbox)")
+	selftest.Flags().IntVar(&cameras, "cameras", 1, "spread the alerts over this many camera IDs")
+	selftest.Flags().DurationVar(&interval, "interval", 100*time.Millisecond, "time between alerts")
+	root.AddCommand(run, selftest,
 		cli.CheckConfigCommand(defaultConfigPath, func(p string) error { _, err := LoadConfig(p); return err }),
 		cli.VersionCommand("xl-agent"))
 	return root

@@ -65,9 +65,16 @@ func New(ctx context.Context, cfg *Config, log *slog.Logger) (_ *Central, err er
 	if cfg.MQTT.URL == "" && c.broker != nil {
 		mc.Username, mc.Password = c.broker.InternalCredentials()
 	}
-	c.intake, err = intake.New(mc, c.store, wire.Decoder{MaxFutureSkew: cfg.Intake.MaxFutureSkew}, c.Reg, log)
+	embedded := cfg.MQTT.URL == "" && c.broker != nil
+	c.intake, err = intake.New(mc, c.store, wire.Decoder{MaxFutureSkew: cfg.Intake.MaxFutureSkew}, !embedded, c.Reg, log)
 	if err != nil {
 		return nil, err
+	}
+	if embedded {
+		// Agents' messages are stored before the broker acknowledges them.
+		if err := c.broker.SetSink(c.intake); err != nil {
+			return nil, err
+		}
 	}
 	c.parts.Add(c.intake)
 	c.http, err = opshttp.New(cfg.HTTP.Addr, c.Reg, log.With("component", "http"))

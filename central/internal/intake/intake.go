@@ -90,16 +90,20 @@ type Intake struct {
 
 	waitMu  sync.Mutex
 	waiters map[string]chan *wire.CmdReply // by cmd_id
+
+	subscribe bool // subscribe to the agents' topics (external broker)
 }
 
-// New prepares the intake; it connects in Run.
-func New(cfg mqttc.Config, st Store, dec wire.Decoder, reg prometheus.Registerer, log *slog.Logger) (*Intake, error) {
+// New prepares the intake; it connects in Run. With subscribe false, agent
+// messages arrive through Deliver (the embedded broker's sink) and the
+// broker connection is used for commands only.
+func New(cfg mqttc.Config, st Store, dec wire.Decoder, subscribe bool, reg prometheus.Registerer, log *slog.Logger) (*Intake, error) {
 	if cfg.ClientID == "" {
 		cfg.ClientID = "xl-central"
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	in := &Intake{cfg: cfg, store: st, dec: dec, log: log.With("component", "intake"), m: newMetrics(reg), ctx: ctx, cancel: cancel,
-		waiters: map[string]chan *wire.CmdReply{}}
+		waiters: map[string]chan *wire.CmdReply{}, subscribe: subscribe}
 	opts, err := cfg.Options()
 	if err != nil {
 		cancel()
@@ -125,11 +129,13 @@ func (in *Intake) Ready(context.Context) error {
 }
 
 func (in *Intake) onConnect(c mqtt.Client) {
-	subs := map[string]byte{wire.AllAlertsFilter: 1, wire.AllEvidenceFilter: 1, wire.AllStatusFilter: 1, wire.AllRepliesFilter: 1}
-	if err := mqttc.Wait(c.SubscribeMultiple(subs, in.handle), 10*time.Second); err != nil {
-		in.log.Error("subscribe failed; reconnecting", "err", err)
-		go c.Disconnect(100) // the retry loop connects again
-		return
+	if in.subscribe {
+		subs := map[string]byte{wire.AllAlertsFilter: 1, wire.AllEvidenceFilter: 1, wire.AllStatusFilter: 1, wire.AllRepliesFilter: 1}
+		if err := mqttc.Wait(c.SubscribeMultiple(subs, in.handle), 10*time.Second); err != nil {
+			in.log.Error("subscribe failed; reconnecting", "err", err)
+			go c.Disconnect(100) // the retry loop connects again
+			return
+		}
 	}
 	in.connected.Store(true)
 	in.m.connected.Set(1)
@@ -157,33 +163,39 @@ func (in *Intake) Close() error {
 }
 
 func (in *Intake) handle(_ mqtt.Client, msg mqtt.Message) {
-	t, err := wire.ParseAgentTopic(msg.Topic())
-	if err != nil {
-		in.reject("unknown", ReasonBadTopic, err)
-		msg.Ack()
-		return
-	}
-	in.m.received.WithLabelValues(t.Kind).Inc()
-	var stored bool
-	switch t.Kind {
-	case wire.KindAlerts:
-		stored = in.handleAlert(t, msg.Payload())
-	case wire.KindEvidence:
-		stored = in.handleEvidence(t, msg.Payload())
-	case wire.KindStatus:
-		stored = in.handleStatus(t, msg.Payload())
-	case wire.KindReplies:
-		in.handleReply(t, msg.Payload())
-		stored = true
-	default:
-		in.reject(t.Kind, ReasonBadTopic, fmt.Errorf("agents do not publish %q", t.Kind))
-		stored = true
-	}
-	if stored {
+	if in.Deliver(msg.Topic(), msg.Payload()) {
 		msg.Ack()
 	}
 	// Not acknowledged: central is shutting down with the message unstored;
 	// the broker delivers it again to the next session.
+}
+
+// Deliver validates and stores one message an agent published. It returns
+// true once the message is stored or definitively rejected, and false when
+// it could not be stored (central is stopping): the message must then be
+// delivered again. The embedded broker calls it before acknowledging the
+// agent; with an external broker it is called for each subscribed message.
+func (in *Intake) Deliver(topic string, payload []byte) bool {
+	t, err := wire.ParseAgentTopic(topic)
+	if err != nil {
+		in.reject("unknown", ReasonBadTopic, err)
+		return true
+	}
+	in.m.received.WithLabelValues(t.Kind).Inc()
+	switch t.Kind {
+	case wire.KindAlerts:
+		return in.handleAlert(t, payload)
+	case wire.KindEvidence:
+		return in.handleEvidence(t, payload)
+	case wire.KindStatus:
+		return in.handleStatus(t, payload)
+	case wire.KindReplies:
+		in.handleReply(t, payload)
+		return true
+	default:
+		in.reject(t.Kind, ReasonBadTopic, fmt.Errorf("agents do not publish %q", t.Kind))
+		return true
+	}
 }
 
 func (in *Intake) reject(kind string, reason wire.Reason, err error) {

@@ -47,7 +47,7 @@ func start(t *testing.T) *rig {
 	cfg := mqttc.Default()
 	cfg.URL = b.URL()
 	cfg.Username, cfg.Password = b.InternalCredentials()
-	in, err := New(cfg, st, wire.Decoder{}, prometheus.NewRegistry(), log)
+	in, err := New(cfg, st, wire.Decoder{}, true, prometheus.NewRegistry(), log)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -1,0 +1,80 @@
+package app
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"log/slog"
+	"sync"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/xueliang/xl/agent/internal/outbox"
+	"github.com/xueliang/xl/agent/internal/publish"
+	"github.com/xueliang/xl/internal/version"
+	"github.com/xueliang/xl/internal/wire"
+)
+
+// SelfTest sends count synthetic alerts of type "selftest" (severity 4,
+// zone "selftest") through the agent's real outbox and broker connection,
+// spread over cameras camera IDs, one every interval, then waits until the
+// outbox is empty. It prints "PUT <n> <alert_id> <camera_id>" once each
+// alert is on disk and "DRAINED" at the end. With count 0 it only drains
+// what an earlier run left. Operators use it to check the path to central;
+// the fault tests use it to raise alerts on demand.
+func SelfTest(ctx context.Context, cfg *Config, count, cameras int, interval time.Duration, out io.Writer, log *slog.Logger) error {
+	if cameras < 1 {
+		cameras = 1
+	}
+	reg := prometheus.NewRegistry()
+	ob, err := outbox.Open(cfg.Outbox.Path, outbox.Limits{MaxBytes: cfg.Outbox.MaxBytes, MaxAge: cfg.Outbox.MaxAge}, reg, log)
+	if err != nil {
+		return err
+	}
+	defer ob.Close()
+	status := func() wire.Status { return wire.Status{Version: version.Version, ConfigVersion: cfg.Version} }
+	pub, err := publish.New(cfg.Agent.ID, cfg.MQTT, ob, cfg.Publish.StatusInterval, status, nil, reg, log)
+	if err != nil {
+		return err
+	}
+	runCtx, stop := context.WithCancel(ctx)
+	var wg sync.WaitGroup
+	wg.Go(func() { pub.Run(runCtx) })
+	defer func() {
+		stop()
+		wg.Wait()
+		pub.Close()
+	}()
+	for i := range count {
+		now := time.Now()
+		a := &wire.Alert{
+			AlertID: wire.NewULID(now), EventID: fmt.Sprintf("selftest-%06d", i), Phase: wire.PhaseStart,
+			AgentID: cfg.Agent.ID, CameraID: fmt.Sprintf("selftest-%d", i%cameras), Type: "selftest", Severity: 4,
+			Zone: "selftest", StartedAt: now, DetectedAt: now, ConfigVersion: cfg.Version,
+		}
+		if err := pub.Publish(a, nil); err != nil {
+			return err
+		}
+		fmt.Fprintf(out, "PUT %d %s %s\n", i, a.AlertID, a.CameraID)
+		if interval > 0 {
+			select {
+			case <-ctx.Done():
+				return ctx.Err()
+			case <-time.After(interval):
+			}
+		}
+	}
+	for {
+		if n, _ := ob.Stats(); n == 0 {
+			fmt.Fprintln(out, "DRAINED")
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			n, _ := ob.Stats()
+			return fmt.Errorf("stopped with %d messages still in the outbox (they are sent on the next start)", n)
+		case <-time.After(50 * time.Millisecond):
+		}
+	}
+}
