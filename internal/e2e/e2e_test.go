@@ -247,6 +247,35 @@ func TestWalkingSkeleton(t *testing.T) {
 	if !strings.Contains(string(body), `"agent_id":"hm-lixin-01","state":"online"`) || !strings.Contains(string(body), `"camera_id":"cam-e2e","state":"streaming"`) {
 		t.Errorf("agents: %s", body)
 	}
+	// Commands: central asks, the agent answers on its reply topic.
+	code, reply := command(t, base, "hm-lixin-01", `{"cmd":"verify"}`, "")
+	if code != 200 || reply["ok"] != true {
+		t.Fatalf("verify: %d %v", code, reply)
+	}
+	if cams, _ := reply["result"].(map[string]any)["cameras"].(map[string]any); cams["cam-e2e"] == nil {
+		t.Errorf("verify result lacks the camera: %v", reply)
+	}
+	code, reply = command(t, base, "hm-lixin-01", `{"cmd":"snapshot","camera_id":"cam-e2e"}`, "")
+	if code != 200 || reply["ok"] != true {
+		t.Fatalf("snapshot: %d %v", code, reply)
+	}
+	snapID, _ := reply["cmd_id"].(string)
+	var snapResp *http.Response
+	waitFor(t, agent, 10*time.Second, "requested snapshot stored", func() bool {
+		snapResp, err = http.Get(base + "/api/v1/alerts/" + snapID + "/snapshot.jpg")
+		if err != nil {
+			return false
+		}
+		snapResp.Body.Close()
+		return snapResp.StatusCode == 200
+	})
+	if code, reply = command(t, base, "hm-lixin-01", `{"cmd":"selfdestruct"}`, ""); code != 400 {
+		t.Errorf("unknown command: %d %v", code, reply)
+	}
+	if code, reply = command(t, base, "no-such-agent", `{"cmd":"verify"}`, "?timeout=1s"); code != 504 {
+		t.Errorf("command to an absent agent: %d %v, want 504", code, reply)
+	}
+
 	resp, err = http.Get(fmt.Sprintf("http://127.0.0.1:%d/metrics", agentPort))
 	if err != nil {
 		t.Fatal(err)
@@ -256,6 +285,21 @@ func TestWalkingSkeleton(t *testing.T) {
 	if !strings.Contains(string(body), `xl_agent_events_total{camera_id="cam-e2e",phase="start",type="intrusion"} 1`) {
 		t.Errorf("agent metrics lack the start event:\n%s", grep(string(body), "xl_agent_"))
 	}
+}
+
+// command posts a command to central's API and decodes the answer.
+func command(t *testing.T, base, agent, body, query string) (int, map[string]any) {
+	t.Helper()
+	resp, err := http.Post(base+"/api/v1/agents/"+agent+"/commands"+query, "application/json", strings.NewReader(body))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	var out map[string]any
+	if err := json.NewDecoder(resp.Body).Decode(&out); err != nil {
+		t.Fatal(err)
+	}
+	return resp.StatusCode, out
 }
 
 func grep(s, prefix string) string {

@@ -24,8 +24,9 @@ type Group struct {
 func (g *Group) Add(c ...Component) { g.parts = append(g.parts, c...) }
 
 // Run runs every component until ctx is cancelled or one of them fails;
-// then it closes all of them in reverse order, waits for every Run to
-// return, and joins the errors.
+// then it waits for every Run to return (each watches ctx) and only then
+// closes them in reverse order, so no component is closed while its Run
+// still uses it. Errors are joined.
 func (g *Group) Run(ctx context.Context) error {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
@@ -40,8 +41,8 @@ func (g *Group) Run(ctx context.Context) error {
 		})
 	}
 	<-ctx.Done()
-	closeErr := g.Close()
 	wg.Wait()
+	closeErr := g.Close()
 	return errors.Join(append(errs, closeErr)...)
 }
 

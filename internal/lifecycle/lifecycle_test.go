@@ -60,3 +60,39 @@ func TestOneFailureStopsAll(t *testing.T) {
 		t.Fatalf("closed %v, want both", log)
 	}
 }
+
+// runUntilClosed records whether Close came while Run was still running.
+type watched struct {
+	running    *sync.Mutex
+	closedLive *bool
+}
+
+func (w watched) Run(ctx context.Context) error {
+	w.running.Lock()
+	defer w.running.Unlock()
+	<-ctx.Done()
+	time.Sleep(20 * time.Millisecond) // still working after the cancel
+	return nil
+}
+
+func (w watched) Close() error {
+	if !w.running.TryLock() {
+		*w.closedLive = true
+		return nil
+	}
+	w.running.Unlock()
+	return nil
+}
+
+func TestCloseWaitsForRun(t *testing.T) {
+	var mu sync.Mutex
+	closedLive := false
+	var g Group
+	g.Add(watched{&mu, &closedLive})
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Millisecond)
+	defer cancel()
+	g.Run(ctx)
+	if closedLive {
+		t.Fatal("Close was called while Run was still running")
+	}
+}

@@ -71,6 +71,11 @@ func New(ctx context.Context, cfg *Config, log *slog.Logger) (_ *Central, err er
 		return nil, err
 	}
 	if embedded {
+		// A new broker has no connections: agents count as offline until
+		// they connect again and publish their status.
+		if err := c.store.MarkAllOffline(ctx); err != nil {
+			return nil, err
+		}
 		// Agents' messages are stored before the broker acknowledges them.
 		if err := c.broker.SetSink(c.intake); err != nil {
 			return nil, err

@@ -31,7 +31,15 @@ type sinkHook struct {
 
 func (h *sinkHook) ID() string { return "xl-intake-sink" }
 
-func (h *sinkHook) Provides(b byte) bool { return b == mqtt.OnPublish }
+func (h *sinkHook) Provides(b byte) bool { return b == mqtt.OnPublish || b == mqtt.OnWillSent }
+
+// OnWillSent hands a disconnected agent's last will (its "offline" status)
+// to the sink: the broker publishes wills without the publish hooks.
+func (h *sinkHook) OnWillSent(cl *mqtt.Client, pk packets.Packet) {
+	if strings.HasPrefix(pk.TopicName, wire.Root+"/agents/") && len(pk.Payload) > 0 {
+		h.sink.Deliver(pk.TopicName, pk.Payload)
+	}
+}
 
 func (h *sinkHook) OnPublish(cl *mqtt.Client, pk packets.Packet) (packets.Packet, error) {
 	if cl.Net.Inline || !strings.HasPrefix(pk.TopicName, wire.Root+"/agents/") || strings.HasSuffix(pk.TopicName, "/"+wire.KindCmd) {

@@ -231,8 +231,12 @@ func (a *API) listAgents(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, out)
 }
 
-// CommandTimeout is how long the API waits for an agent's reply.
-const CommandTimeout = 15 * time.Second
+// CommandTimeout is how long the API waits for an agent's reply unless the
+// request says otherwise (?timeout=5s, at most MaxCommandTimeout).
+const (
+	CommandTimeout    = 15 * time.Second
+	MaxCommandTimeout = time.Minute
+)
 
 func (a *API) command(w http.ResponseWriter, r *http.Request) {
 	agentID := r.PathValue("agent_id")
@@ -250,7 +254,16 @@ func (a *API) command(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusBadRequest, "bad_request", "body must be {\"cmd\": \"reload|snapshot|verify\", \"camera_id\": \"…\"}: "+err.Error())
 		return
 	}
-	ctx, cancel := context.WithTimeout(r.Context(), CommandTimeout)
+	timeoutAfter := CommandTimeout
+	if s := r.URL.Query().Get("timeout"); s != "" {
+		d, err := time.ParseDuration(s)
+		if err != nil || d <= 0 || d > MaxCommandTimeout {
+			writeError(w, http.StatusBadRequest, "bad_request", "timeout must be a duration up to "+MaxCommandTimeout.String())
+			return
+		}
+		timeoutAfter = d
+	}
+	ctx, cancel := context.WithTimeout(r.Context(), timeoutAfter)
 	defer cancel()
 	reply, err := a.cmd.Command(ctx, agentID, wire.Cmd{Cmd: body.Cmd, CameraID: body.CameraID})
 	var timeout interface{ Timeout() bool }
@@ -258,7 +271,7 @@ func (a *API) command(w http.ResponseWriter, r *http.Request) {
 	case wire.ReasonOf(err) != "":
 		writeError(w, http.StatusBadRequest, "bad_request", err.Error())
 	case errors.As(err, &timeout) && timeout.Timeout():
-		writeError(w, http.StatusGatewayTimeout, "agent_timeout", "agent "+agentID+" did not answer within "+CommandTimeout.String())
+		writeError(w, http.StatusGatewayTimeout, "agent_timeout", "agent "+agentID+" did not answer within "+timeoutAfter.String())
 	case err != nil:
 		a.log.Error("command", "agent_id", agentID, "err", err)
 		writeError(w, http.StatusBadGateway, "broker", err.Error())

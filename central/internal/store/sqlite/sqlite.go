@@ -135,7 +135,10 @@ func (s *Store) PutEvidence(ctx context.Context, ev store.Evidence) (inserted bo
 	return n == 1, err
 }
 
-// PutAgentStatus records an agent's status unless a newer one is stored.
+// PutAgentStatus records an agent's status. The last status to arrive
+// wins: one agent's statuses travel in order on one topic, and its last
+// will ("offline") carries the time it connected, which is older than the
+// statuses it sent since.
 func (s *Store) PutAgentStatus(ctx context.Context, st *wire.Status, seen time.Time) error {
 	cams, err := json.Marshal(st.Cameras)
 	if err != nil {
@@ -145,11 +148,21 @@ func (s *Store) PutAgentStatus(ctx context.Context, st *wire.Status, seen time.T
 		VALUES (?, ?, ?, ?, ?, ?, ?)
 		ON CONFLICT (agent_id) DO UPDATE SET
 			state = excluded.state, version = excluded.version, config_version = excluded.config_version,
-			cameras = excluded.cameras, status_at = excluded.status_at, last_seen = excluded.last_seen
-		WHERE excluded.status_at >= agents.status_at`,
+			cameras = excluded.cameras, status_at = excluded.status_at, last_seen = excluded.last_seen`,
 		st.AgentID, string(st.State), st.Version, st.ConfigVersion, string(cams), st.TS.UnixNano(), seen.UnixNano())
 	if err != nil {
 		return fmt.Errorf("sqlite: agent status %s: %w", st.AgentID, err)
+	}
+	return nil
+}
+
+// MarkAllOffline records every agent as offline without touching its status
+// time, so the next status an agent sends wins. Central calls it when its
+// embedded broker starts: every agent that is really up connects again and
+// says so.
+func (s *Store) MarkAllOffline(ctx context.Context) error {
+	if _, err := s.db.ExecContext(ctx, `UPDATE agents SET state = 'offline' WHERE state <> 'offline'`); err != nil {
+		return fmt.Errorf("sqlite: mark agents offline: %w", err)
 	}
 	return nil
 }

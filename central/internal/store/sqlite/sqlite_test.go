@@ -119,20 +119,30 @@ func TestEvidenceJoinsEitherOrder(t *testing.T) {
 	}
 }
 
-func TestAgentStatusKeepsNewest(t *testing.T) {
+func TestAgentStatusLastArrivalWins(t *testing.T) {
 	s := open(t)
 	ctx := context.Background()
 	t0 := time.Now()
 	if err := s.PutAgentStatus(ctx, &wire.Status{AgentID: "a1", State: wire.StateOnline, TS: t0}, t0); err != nil {
 		t.Fatal(err)
 	}
-	// An older status delivered late does not overwrite a newer one.
-	if err := s.PutAgentStatus(ctx, &wire.Status{AgentID: "a1", State: wire.StateOffline, TS: t0.Add(-time.Minute)}, t0); err != nil {
+	// A last will carries the time the agent connected, older than the
+	// statuses it sent since; it still wins, because it arrived last.
+	if err := s.PutAgentStatus(ctx, &wire.Status{AgentID: "a1", State: wire.StateOffline, TS: t0.Add(-time.Minute)}, t0.Add(time.Second)); err != nil {
 		t.Fatal(err)
 	}
 	ags, err := s.ListAgents(ctx)
-	if err != nil || len(ags) != 1 || ags[0].State != wire.StateOnline {
+	if err != nil || len(ags) != 1 || ags[0].State != wire.StateOffline || !ags[0].LastSeen.Equal(t0.Add(time.Second).UTC()) {
 		t.Fatalf("%+v %v", ags, err)
+	}
+	if err := s.MarkAllOffline(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.PutAgentStatus(ctx, &wire.Status{AgentID: "a1", State: wire.StateOnline, TS: t0}, t0); err != nil {
+		t.Fatal(err)
+	}
+	if ags, _ = s.ListAgents(ctx); ags[0].State != wire.StateOnline {
+		t.Fatalf("reconnect after MarkAllOffline: %+v", ags)
 	}
 }
 
