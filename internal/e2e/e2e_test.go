@@ -24,7 +24,7 @@ import (
 
 // buildBinaries builds the three commands once into a temporary directory
 // (or uses $XL_BIN_DIR when make has built them already).
-func buildBinaries(t *testing.T) string {
+func buildBinaries(t testing.TB) string {
 	t.Helper()
 	if dir := os.Getenv("XL_BIN_DIR"); dir != "" {
 		return dir
@@ -38,7 +38,7 @@ func buildBinaries(t *testing.T) string {
 	return dir
 }
 
-func freePort(t *testing.T) int { return testenv.FreePort(t) }
+func freePort(t testing.TB) int { return testenv.FreePort(t) }
 
 // proc is a running binary whose output is kept for the failure report.
 type proc struct {
@@ -48,7 +48,7 @@ type proc struct {
 	done chan error
 }
 
-func start(t *testing.T, name string, env []string, args ...string) *proc {
+func start(t testing.TB, name string, env []string, args ...string) *proc {
 	t.Helper()
 	p := &proc{name: name, out: &testenv.SyncBuffer{}, done: make(chan error, 1)}
 	p.cmd = exec.Command(args[0], args[1:]...)
@@ -68,7 +68,7 @@ func start(t *testing.T, name string, env []string, args ...string) *proc {
 }
 
 // stop sends SIGTERM and expects a clean exit within 15 s.
-func (p *proc) stop(t *testing.T) {
+func (p *proc) stop(t testing.TB) {
 	if p.cmd.ProcessState != nil {
 		return
 	}
@@ -288,7 +288,7 @@ func TestWalkingSkeleton(t *testing.T) {
 }
 
 // command posts a command to central's API and decodes the answer.
-func command(t *testing.T, base, agent, body, query string) (int, map[string]any) {
+func command(t testing.TB, base, agent, body, query string) (int, map[string]any) {
 	t.Helper()
 	resp, err := http.Post(base+"/api/v1/agents/"+agent+"/commands"+query, "application/json", strings.NewReader(body))
 	if err != nil {
@@ -313,7 +313,7 @@ func grep(s, prefix string) string {
 }
 
 // waitFor polls cond until it holds, failing early if p exits.
-func waitFor(t *testing.T, p *proc, timeout time.Duration, what string, cond func() bool) {
+func waitFor(t testing.TB, p *proc, timeout time.Duration, what string, cond func() bool) {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), timeout)
 	defer cancel()

@@ -25,7 +25,7 @@ import (
 
 // outage is how long the broker stays down in TestBrokerDown (the issue asks
 // for 60 s; XL_TEST_OUTAGE shortens it when iterating locally).
-func outage(t *testing.T, def time.Duration) time.Duration {
+func outage(t testing.TB, def time.Duration) time.Duration {
 	if s := os.Getenv("XL_TEST_OUTAGE"); s != "" {
 		d, err := time.ParseDuration(s)
 		if err != nil {
@@ -39,7 +39,7 @@ func outage(t *testing.T, def time.Duration) time.Duration {
 // centralProc runs xl-central with a fixed store and ports, so that it can be
 // stopped and started again as the same command centre.
 type centralProc struct {
-	t       *testing.T
+	t       testing.TB
 	bin     string
 	env     []string
 	base    string
@@ -47,7 +47,7 @@ type centralProc struct {
 	restart int
 }
 
-func newCentral(t *testing.T, bin, work string, extraEnv ...string) *centralProc {
+func newCentral(t testing.TB, bin, work string, extraEnv ...string) *centralProc {
 	c := &centralProc{t: t, bin: bin}
 	httpPort := freePort(t)
 	c.base = fmt.Sprintf("http://127.0.0.1:%d", httpPort)
@@ -100,17 +100,20 @@ func (c *centralProc) selftestAlerts() ([]stored, error) {
 		if err != nil {
 			return nil, err
 		}
-		var page struct{ Alerts []stored }
+		var page struct {
+			Alerts []stored
+			Next   string
+		}
 		err = json.NewDecoder(resp.Body).Decode(&page)
 		resp.Body.Close()
 		if err != nil {
 			return nil, err
 		}
 		all = append(all, page.Alerts...)
-		if len(page.Alerts) < 1000 {
+		if page.Next == "" {
 			break
 		}
-		before = fmt.Sprintf("&before=%d", page.Alerts[len(page.Alerts)-1].Seq)
+		before = "&before=" + page.Next
 	}
 	// The API lists newest first; arrival order is by seq.
 	for i, j := 0, len(all)-1; i < j; i, j = i+1, j-1 {
@@ -147,7 +150,7 @@ log:
   level: debug
 `
 
-func writeAgentConfig(t *testing.T, work, brokerURL string) string {
+func writeAgentConfig(t testing.TB, work, brokerURL string) string {
 	path := filepath.Join(work, "agent.yaml")
 	body := fmt.Sprintf(selftestConfig, brokerURL, filepath.Join(work, "outbox.db"))
 	if err := os.WriteFile(path, []byte(body), 0o600); err != nil {
@@ -156,7 +159,7 @@ func writeAgentConfig(t *testing.T, work, brokerURL string) string {
 	return path
 }
 
-func startSelftest(t *testing.T, bin, cfg, name string, args ...string) *agentRun {
+func startSelftest(t testing.TB, bin, cfg, name string, args ...string) *agentRun {
 	t.Helper()
 	a := &agentRun{put: map[string]string{}, done: make(chan struct{})}
 	cmd := exec.Command(filepath.Join(bin, "xl-agent"), append([]string{"selftest", "--config", cfg}, args...)...)
@@ -203,7 +206,7 @@ func (a *agentRun) puts() int {
 // that each camera's alerts arrived in the order they were raised. unseen is
 // how many stored alerts the test may not know of: an agent killed between
 // committing an alert and printing it delivers one the test never saw.
-func checkExactlyOnce(t *testing.T, c *centralProc, put map[string]string, unseen int) {
+func checkExactlyOnce(t testing.TB, c *centralProc, put map[string]string, unseen int) {
 	t.Helper()
 	var got []stored
 	waitFor(t, c.p, 90*time.Second, fmt.Sprintf("%d alerts at central", len(put)), func() bool {
@@ -237,7 +240,7 @@ func checkExactlyOnce(t *testing.T, c *centralProc, put map[string]string, unsee
 	t.Logf("%d alerts put, %d stored, each once, in order per camera", len(put), len(got))
 }
 
-func waitAgentDrained(t *testing.T, a *agentRun, within time.Duration) {
+func waitAgentDrained(t testing.TB, a *agentRun, within time.Duration) {
 	t.Helper()
 	select {
 	case <-a.done:
@@ -406,7 +409,7 @@ type mosquitto struct {
 	p               *proc
 }
 
-func startMosquitto(t *testing.T, work string) *mosquitto {
+func startMosquitto(t testing.TB, work string) *mosquitto {
 	t.Helper()
 	root := testenv.RepoRoot(t)
 	passwd := filepath.Join(work, "xl.passwd")
@@ -440,7 +443,7 @@ func startMosquitto(t *testing.T, work string) *mosquitto {
 	return m
 }
 
-func (m *mosquitto) start(t *testing.T) {
+func (m *mosquitto) start(t testing.TB) {
 	t.Helper()
 	m.p = start(t, "mosquitto", nil, "mosquitto", "-c", m.conf)
 	waitFor(t, m.p, 10*time.Second, "mosquitto listening", func() bool {
@@ -451,7 +454,7 @@ func (m *mosquitto) start(t *testing.T) {
 	})
 }
 
-func (m *mosquitto) stop(t *testing.T) {
+func (m *mosquitto) stop(t testing.TB) {
 	t.Helper()
 	m.p.stop(t)
 	m.p.cmd.ProcessState = nil

@@ -37,7 +37,7 @@ func Command() *cobra.Command {
 		},
 	}
 	run.Flags().StringVarP(&path, "config", "c", defaultConfigPath, "configuration file")
-	var count, cameras int
+	var count, cameras, batch int
 	var interval time.Duration
 	selftest := &cobra.Command{
 		Use:   "selftest",
@@ -49,13 +49,14 @@ func Command() *cobra.Command {
 				return err
 			}
 			log, _ := logging.New(cfg.Log, os.Stderr)
-			return SelfTest(cmd.Context(), cfg, count, cameras, interval, cmd.OutOrStdout(), log)
+			return SelfTest(cmd.Context(), cfg, count, cameras, batch, interval, cmd.OutOrStdout(), log)
 		},
 	}
 	selftest.Flags().StringVarP(&path, "config", "c", defaultConfigPath, "configuration file")
 	selftest.Flags().IntVar(&count, "count", 10, "alerts to send (0: only drain the outbox)")
 	selftest.Flags().IntVar(&cameras, "cameras", 1, "spread the alerts over this many camera IDs")
-	selftest.Flags().DurationVar(&interval, "interval", 100*time.Millisecond, "time between alerts")
+	selftest.Flags().IntVar(&batch, "batch", 1, "alerts written to the outbox per transaction (one fsync each)")
+	selftest.Flags().DurationVar(&interval, "interval", 100*time.Millisecond, "time between batches")
 	root.AddCommand(run, selftest,
 		cli.CheckConfigCommand(defaultConfigPath, func(p string) error { _, err := LoadConfig(p); return err }),
 		cli.VersionCommand("xl-agent"))

@@ -18,14 +18,18 @@ import (
 
 // SelfTest sends count synthetic alerts of type "selftest" (severity 4,
 // zone "selftest") through the agent's real outbox and broker connection,
-// spread over cameras camera IDs, one every interval, then waits until the
+// spread over cameras camera IDs, batch alerts per outbox transaction
+// (one fsync each), one batch every interval, then waits until the
 // outbox is empty. It prints "PUT <n> <alert_id> <camera_id>" once each
 // alert is on disk and "DRAINED" at the end. With count 0 it only drains
 // what an earlier run left. Operators use it to check the path to central;
 // the fault tests use it to raise alerts on demand.
-func SelfTest(ctx context.Context, cfg *Config, count, cameras int, interval time.Duration, out io.Writer, log *slog.Logger) error {
+func SelfTest(ctx context.Context, cfg *Config, count, cameras, batch int, interval time.Duration, out io.Writer, log *slog.Logger) error {
 	if cameras < 1 {
 		cameras = 1
+	}
+	if batch < 1 {
+		batch = 1
 	}
 	reg := prometheus.NewRegistry()
 	ob, err := outbox.Open(cfg.Outbox.Path, outbox.Limits{MaxBytes: cfg.Outbox.MaxBytes, MaxAge: cfg.Outbox.MaxAge}, reg, log)
@@ -46,17 +50,22 @@ func SelfTest(ctx context.Context, cfg *Config, count, cameras int, interval tim
 		wg.Wait()
 		pub.Close()
 	}()
-	for i := range count {
-		now := time.Now()
-		a := &wire.Alert{
-			AlertID: wire.NewULID(now), EventID: fmt.Sprintf("selftest-%06d", i), Phase: wire.PhaseStart,
-			AgentID: cfg.Agent.ID, CameraID: fmt.Sprintf("selftest-%d", i%cameras), Type: "selftest", Severity: 4,
-			Zone: "selftest", StartedAt: now, DetectedAt: now, ConfigVersion: cfg.Version,
+	for i := 0; i < count; i += batch {
+		var alerts []*wire.Alert
+		for j := i; j < min(i+batch, count); j++ {
+			now := time.Now()
+			alerts = append(alerts, &wire.Alert{
+				AlertID: wire.NewULID(now), EventID: fmt.Sprintf("selftest-%06d", j), Phase: wire.PhaseStart,
+				AgentID: cfg.Agent.ID, CameraID: fmt.Sprintf("selftest-%d", j%cameras), Type: "selftest", Severity: 4,
+				Zone: "selftest", StartedAt: now, DetectedAt: now, ConfigVersion: cfg.Version,
+			})
 		}
-		if err := pub.Publish(a, nil); err != nil {
+		if err := pub.PublishAll(alerts); err != nil {
 			return err
 		}
-		fmt.Fprintf(out, "PUT %d %s %s\n", i, a.AlertID, a.CameraID)
+		for k, a := range alerts {
+			fmt.Fprintf(out, "PUT %d %s %s\n", i+k, a.AlertID, a.CameraID)
+		}
 		if interval > 0 {
 			select {
 			case <-ctx.Done():

@@ -129,20 +129,42 @@ func (p *Publisher) statusPayload(state wire.AgentState) ([]byte, error) {
 // RefreshStatus republishes the status soon (a camera's state changed).
 func (p *Publisher) RefreshStatus() { p.statusDue.Store(true) }
 
-// Publish writes an alert and, when given, its snapshot to the outbox. It
-// returns once both are on disk; sending happens in Run.
-func (p *Publisher) Publish(a *wire.Alert, snapshot []byte) error {
+// PublishAll writes alerts (without evidence) to the outbox in one
+// transaction: one fsync for all of them.
+func (p *Publisher) PublishAll(alerts []*wire.Alert) error {
+	msgs := make([]outbox.Message, 0, len(alerts))
+	for _, a := range alerts {
+		m, err := p.alertMessage(a)
+		if err != nil {
+			return err
+		}
+		msgs = append(msgs, m)
+	}
+	return p.ob.Put(msgs...)
+}
+
+func (p *Publisher) alertMessage(a *wire.Alert) (outbox.Message, error) {
 	if a.PublishedAt.IsZero() {
 		a.PublishedAt = time.Now()
 	}
 	b, err := wire.Marshal(a)
 	if err != nil {
-		return fmt.Errorf("publish: encode alert: %w", err)
+		return outbox.Message{}, fmt.Errorf("publish: encode alert: %w", err)
 	}
 	if len(b) > wire.MaxAlertBytes {
-		return fmt.Errorf("publish: alert %s is %d bytes, over the contract's %d", a.AlertID, len(b), wire.MaxAlertBytes)
+		return outbox.Message{}, fmt.Errorf("publish: alert %s is %d bytes, over the contract's %d", a.AlertID, len(b), wire.MaxAlertBytes)
 	}
-	msgs := []outbox.Message{{Lane: outbox.LaneAlert, CameraID: a.CameraID, Topic: wire.AlertsTopic(p.agentID), Payload: b}}
+	return outbox.Message{Lane: outbox.LaneAlert, CameraID: a.CameraID, Topic: wire.AlertsTopic(p.agentID), Payload: b}, nil
+}
+
+// Publish writes an alert and, when given, its snapshot to the outbox. It
+// returns once both are on disk; sending happens in Run.
+func (p *Publisher) Publish(a *wire.Alert, snapshot []byte) error {
+	m, err := p.alertMessage(a)
+	if err != nil {
+		return err
+	}
+	msgs := []outbox.Message{m}
 	if len(snapshot) > 0 {
 		if err := wire.CheckEvidence(wire.EvidenceSnapshot, snapshot); err != nil {
 			return fmt.Errorf("publish: snapshot of %s: %w", a.AlertID, err)

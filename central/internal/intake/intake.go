@@ -26,7 +26,7 @@ import (
 
 // Store is what intake needs from central's store.
 type Store interface {
-	InsertAlert(ctx context.Context, a *wire.Alert, receivedAt time.Time) (bool, error)
+	InsertAlerts(ctx context.Context, alerts []*wire.Alert, receivedAt time.Time) ([]bool, error)
 	PutEvidence(ctx context.Context, ev store.Evidence) (bool, error)
 	PutAgentStatus(ctx context.Context, st *wire.Status, seen time.Time) error
 }
@@ -48,6 +48,7 @@ type metrics struct {
 	connected prometheus.Gauge
 	retries   prometheus.Counter
 	commands  *prometheus.CounterVec
+	batch     prometheus.Histogram
 }
 
 func newMetrics(reg prometheus.Registerer) *metrics {
@@ -71,6 +72,8 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 			Help: "1 while central's intake is connected to the broker."}),
 		retries: f.NewCounter(prometheus.CounterOpts{Name: "xl_central_store_retries_total",
 			Help: "Store writes retried after an error."}),
+		batch: f.NewHistogram(prometheus.HistogramOpts{Name: "xl_central_store_batch_alerts",
+			Help: "Alerts committed per store transaction (group commit).", Buckets: prometheus.ExponentialBuckets(1, 2, 10)}),
 		commands: f.NewCounterVec(prometheus.CounterOpts{Name: "xl_central_commands_total",
 			Help: "Commands to agents, by command and outcome (sent, answered, timeout)."}, []string{"cmd", "outcome"}),
 	}
@@ -92,7 +95,18 @@ type Intake struct {
 	waiters map[string]chan *wire.CmdReply // by cmd_id
 
 	subscribe bool // subscribe to the agents' topics (external broker)
+	writes    chan alertWrite
 }
+
+// alertWrite is an alert waiting for the group-commit writer; done gets
+// whether it was stored (and whether for the first time).
+type alertWrite struct {
+	a    *wire.Alert
+	done func(ok, inserted bool)
+}
+
+// maxBatch is the most alerts committed in one transaction.
+const maxBatch = 512
 
 // New prepares the intake; it connects in Run. With subscribe false, agent
 // messages arrive through Deliver (the embedded broker's sink) and the
@@ -103,7 +117,7 @@ func New(cfg mqttc.Config, st Store, dec wire.Decoder, subscribe bool, reg prome
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	in := &Intake{cfg: cfg, store: st, dec: dec, log: log.With("component", "intake"), m: newMetrics(reg), ctx: ctx, cancel: cancel,
-		waiters: map[string]chan *wire.CmdReply{}, subscribe: subscribe}
+		waiters: map[string]chan *wire.CmdReply{}, subscribe: subscribe, writes: make(chan alertWrite, maxBatch)}
 	opts, err := cfg.Options()
 	if err != nil {
 		cancel()
@@ -147,11 +161,82 @@ func (in *Intake) onConnect(c mqtt.Client) {
 func (in *Intake) Run(ctx context.Context) error {
 	in.log.Info("connecting", "broker", in.cfg.URL)
 	in.client.Connect() // with ConnectRetry, this keeps trying in the background
+	var wg sync.WaitGroup
+	wg.Go(in.writeLoop)
 	select {
 	case <-ctx.Done():
 	case <-in.ctx.Done():
 	}
+	in.cancel()
+	wg.Wait()
 	return nil
+}
+
+// writeLoop is the group commit: it takes every alert waiting and stores
+// them in one transaction, so that many agents publishing at once cost one
+// commit, not one each. Order is kept: alerts are committed in the order
+// they were handed over.
+func (in *Intake) writeLoop() {
+	batch := make([]alertWrite, 0, maxBatch)
+	alerts := make([]*wire.Alert, 0, maxBatch)
+	for {
+		select {
+		case <-in.ctx.Done():
+			in.failPending()
+			return
+		case w := <-in.writes:
+			batch = append(batch[:0], w)
+		}
+	fill:
+		for len(batch) < maxBatch {
+			select {
+			case w := <-in.writes:
+				batch = append(batch, w)
+			default:
+				break fill
+			}
+		}
+		alerts = alerts[:0]
+		for _, w := range batch {
+			alerts = append(alerts, w.a)
+		}
+		var inserted []bool
+		now := time.Now()
+		ok := in.retry(fmt.Sprintf("%d alerts", len(alerts)), func(ctx context.Context) error {
+			var err error
+			inserted, err = in.store.InsertAlerts(ctx, alerts, now)
+			return err
+		})
+		in.m.batch.Observe(float64(len(batch)))
+		for i, w := range batch {
+			w.done(ok, ok && inserted[i])
+		}
+	}
+}
+
+// failPending answers every waiting write with "not stored" at shutdown.
+func (in *Intake) failPending() {
+	for {
+		select {
+		case w := <-in.writes:
+			w.done(false, false)
+		default:
+			return
+		}
+	}
+}
+
+// storeAlert hands a to the writer; done is called once it is committed.
+func (in *Intake) storeAlert(a *wire.Alert, done func(ok, inserted bool)) {
+	if in.ctx.Err() != nil {
+		done(false, false)
+		return
+	}
+	select {
+	case in.writes <- alertWrite{a: a, done: done}:
+	case <-in.ctx.Done():
+		done(false, false)
+	}
 }
 
 // Close disconnects from the broker.
@@ -163,6 +248,18 @@ func (in *Intake) Close() error {
 }
 
 func (in *Intake) handle(_ mqtt.Client, msg mqtt.Message) {
+	// Alerts are acknowledged when their batch is committed, so the
+	// handler can take the next message meanwhile; everything else is
+	// stored before the handler returns.
+	if t, err := wire.ParseAgentTopic(msg.Topic()); err == nil && t.Kind == wire.KindAlerts {
+		in.m.received.WithLabelValues(t.Kind).Inc()
+		in.deliverAlert(t, msg.Payload(), func(ok bool) {
+			if ok {
+				msg.Ack()
+			}
+		})
+		return
+	}
 	if in.Deliver(msg.Topic(), msg.Payload()) {
 		msg.Ack()
 	}
@@ -184,7 +281,16 @@ func (in *Intake) Deliver(topic string, payload []byte) bool {
 	in.m.received.WithLabelValues(t.Kind).Inc()
 	switch t.Kind {
 	case wire.KindAlerts:
-		return in.handleAlert(t, payload)
+		result := make(chan bool, 1)
+		in.deliverAlert(t, payload, func(ok bool) { result <- ok })
+		select {
+		case ok := <-result:
+			return ok
+		case <-in.ctx.Done():
+			// Stopping: no PUBACK. If the batch did commit, the agent's
+			// resend is stored as a duplicate, once.
+			return false
+		}
 	case wire.KindEvidence:
 		return in.handleEvidence(t, payload)
 	case wire.KindStatus:
@@ -228,36 +334,34 @@ func (in *Intake) retry(what string, op func(context.Context) error) bool {
 	}
 }
 
-func (in *Intake) handleAlert(t wire.AgentTopic, payload []byte) bool {
+// deliverAlert validates an alert and hands it to the writer; done is
+// called with true once it is stored or definitively rejected.
+func (in *Intake) deliverAlert(t wire.AgentTopic, payload []byte, done func(ok bool)) {
 	a, err := in.dec.DecodeAlert(payload)
 	if err != nil {
 		in.reject(wire.KindAlerts, wire.ReasonOf(err), err)
-		return true
+		done(true)
+		return
 	}
 	if a.AgentID != t.AgentID {
 		in.reject(wire.KindAlerts, ReasonAgentMismatch, fmt.Errorf("payload agent_id %q published under agent %q", a.AgentID, t.AgentID))
-		return true
+		done(true)
+		return
 	}
-	var inserted bool
-	now := time.Now()
-	ok := in.retry("alert "+a.AlertID, func(ctx context.Context) error {
-		var err error
-		inserted, err = in.store.InsertAlert(ctx, a, now)
-		return err
+	in.storeAlert(a, func(ok, inserted bool) {
+		switch {
+		case !ok:
+		case inserted:
+			in.m.ingested.Inc()
+			in.m.latency.Observe(time.Since(a.DetectedAt).Seconds())
+			in.log.Debug("alert stored", "alert_id", a.AlertID, "agent_id", a.AgentID, "camera_id", a.CameraID,
+				"type", a.Type, "phase", a.Phase, "zone", a.Zone)
+		default:
+			in.m.duplicate.Inc()
+			in.log.Debug("duplicate alert", "alert_id", a.AlertID)
+		}
+		done(ok)
 	})
-	if !ok {
-		return false
-	}
-	if inserted {
-		in.m.ingested.Inc()
-		in.m.latency.Observe(time.Since(a.DetectedAt).Seconds())
-		in.log.Info("alert stored", "alert_id", a.AlertID, "agent_id", a.AgentID, "camera_id", a.CameraID,
-			"type", a.Type, "phase", a.Phase, "zone", a.Zone)
-	} else {
-		in.m.duplicate.Inc()
-		in.log.Debug("duplicate alert", "alert_id", a.AlertID)
-	}
-	return true
 }
 
 func (in *Intake) handleEvidence(t wire.AgentTopic, payload []byte) bool {

@@ -38,12 +38,19 @@ type Evidence struct {
 
 // AlertFilter selects alerts; zero fields select everything.
 type AlertFilter struct {
-	CameraID  string
-	AgentID   string
-	Type      string
-	Since     time.Time // detected at or after
-	BeforeSeq int64     // page: only alerts with a smaller Seq
-	Limit     int
+	CameraID string
+	AgentID  string
+	Type     string
+	Since    time.Time // detected at or after
+	Before   *Cursor   // page: only alerts listed after this one
+	Limit    int
+}
+
+// Cursor is a position in the alert list, which is ordered by detection
+// time, newest first, then by arrival.
+type Cursor struct {
+	DetectedAt time.Time
+	Seq        int64
 }
 
 // AgentRecord is the last status seen from an agent.

@@ -11,6 +11,7 @@ import (
 	"net/http"
 	"net/url"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/xueliang/xl/central/internal/store"
@@ -145,12 +146,12 @@ func (a *API) listAlerts(w http.ResponseWriter, r *http.Request) {
 		f.Limit = n
 	}
 	if s := q.Get("before"); s != "" {
-		n, err := strconv.ParseInt(s, 10, 64)
-		if err != nil || n < 1 {
-			writeError(w, http.StatusBadRequest, "bad_request", "before must be a positive seq from a previous page")
+		c, err := parseCursor(s)
+		if err != nil {
+			writeError(w, http.StatusBadRequest, "bad_request", "before must be the next cursor of a previous page")
 			return
 		}
-		f.BeforeSeq = n
+		f.Before = &c
 	}
 	recs, err := a.r.ListAlerts(r.Context(), f)
 	if err != nil {
@@ -160,9 +161,14 @@ func (a *API) listAlerts(w http.ResponseWriter, r *http.Request) {
 	}
 	out := struct {
 		Alerts []AlertView `json:"alerts"`
+		Next   string      `json:"next,omitempty"` // cursor for the next page (?before=…), when this page is full
 	}{Alerts: make([]AlertView, 0, len(recs))}
 	for _, rec := range recs {
 		out.Alerts = append(out.Alerts, view(rec))
+	}
+	if len(recs) == f.Limit {
+		last := recs[len(recs)-1]
+		out.Next = formatCursor(store.Cursor{DetectedAt: last.Alert.DetectedAt, Seq: last.Seq})
 	}
 	writeJSON(w, http.StatusOK, out)
 }
@@ -278,4 +284,22 @@ func (a *API) command(w http.ResponseWriter, r *http.Request) {
 	default:
 		writeJSON(w, http.StatusOK, reply)
 	}
+}
+
+// A cursor is "<detected_at in Unix nanoseconds>.<seq>".
+func formatCursor(c store.Cursor) string {
+	return strconv.FormatInt(c.DetectedAt.UnixNano(), 10) + "." + strconv.FormatInt(c.Seq, 10)
+}
+
+func parseCursor(s string) (store.Cursor, error) {
+	ns, seq, ok := strings.Cut(s, ".")
+	if !ok {
+		return store.Cursor{}, errors.New("malformed cursor")
+	}
+	n, err1 := strconv.ParseInt(ns, 10, 64)
+	q, err2 := strconv.ParseInt(seq, 10, 64)
+	if err1 != nil || err2 != nil || q < 1 {
+		return store.Cursor{}, errors.New("malformed cursor")
+	}
+	return store.Cursor{DetectedAt: time.Unix(0, n).UTC(), Seq: q}, nil
 }

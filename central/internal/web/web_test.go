@@ -81,6 +81,20 @@ func TestAlertsAPI(t *testing.T) {
 	if len(list.Alerts) != 2 {
 		t.Fatalf("since: %d", len(list.Alerts))
 	}
+	var page struct {
+		Alerts []AlertView
+		Next   string
+	}
+	get(t, srv.URL+"/api/v1/alerts?limit=2", &page)
+	if len(page.Alerts) != 2 || page.Next == "" {
+		t.Fatalf("first page: %d alerts, next %q", len(page.Alerts), page.Next)
+	}
+	next := page.Next
+	page.Alerts, page.Next = nil, ""
+	get(t, srv.URL+"/api/v1/alerts?limit=2&before="+next, &page)
+	if len(page.Alerts) != 1 || page.Alerts[0].AlertID != ids[0] || page.Next != "" {
+		t.Fatalf("second page: %+v next %q", page.Alerts, page.Next)
+	}
 
 	var one AlertView
 	if r := get(t, srv.URL+"/api/v1/alerts/"+ids[1], &one); r.StatusCode != 200 || one.CameraID != "c2" || one.Site != "立新闸" {
@@ -107,6 +121,7 @@ func TestAlertsAPI(t *testing.T) {
 		{"/api/v1/alerts?limit=0", 400, "bad_request"},
 		{"/api/v1/alerts?limit=5000", 400, "bad_request"},
 		{"/api/v1/alerts?camera_id=a/b", 400, "bad_request"},
+		{"/api/v1/alerts?before=12", 400, "bad_request"},
 		{"/api/v1/nothing", 404, "not_found"},
 	} {
 		var e struct{ Error apiError }

@@ -122,6 +122,45 @@ func (s *Store) InsertAlert(ctx context.Context, a *wire.Alert, receivedAt time.
 	return n == 1, nil
 }
 
+// InsertAlerts stores alerts in one transaction; inserted[i] is false for
+// an alert stored before (or earlier in the same batch).
+func (s *Store) InsertAlerts(ctx context.Context, alerts []*wire.Alert, receivedAt time.Time) (inserted []bool, err error) {
+	tx, err := s.db.BeginTx(ctx, nil)
+	if err != nil {
+		return nil, fmt.Errorf("sqlite: %w", err)
+	}
+	defer tx.Rollback()
+	stmt, err := tx.PrepareContext(ctx, `INSERT INTO alerts
+		(alert_id, event_id, phase, agent_id, camera_id, type, severity, zone, started_at, detected_at, received_at, payload)
+		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+		ON CONFLICT (alert_id) DO NOTHING`)
+	if err != nil {
+		return nil, fmt.Errorf("sqlite: %w", err)
+	}
+	defer stmt.Close()
+	inserted = make([]bool, len(alerts))
+	for i, a := range alerts {
+		payload, err := wire.Marshal(a)
+		if err != nil {
+			return nil, err
+		}
+		res, err := stmt.ExecContext(ctx, a.AlertID, a.EventID, string(a.Phase), a.AgentID, a.CameraID, a.Type, a.Severity, a.Zone,
+			a.StartedAt.UnixNano(), a.DetectedAt.UnixNano(), receivedAt.UnixNano(), string(payload))
+		if err != nil {
+			return nil, fmt.Errorf("sqlite: insert alert %s: %w", a.AlertID, err)
+		}
+		n, err := res.RowsAffected()
+		if err != nil {
+			return nil, err
+		}
+		inserted[i] = n == 1
+	}
+	if err := tx.Commit(); err != nil {
+		return nil, fmt.Errorf("sqlite: commit alerts: %w", err)
+	}
+	return inserted, nil
+}
+
 // PutEvidence stores evidence once per (alert, kind); inserted is false for a
 // redelivery.
 func (s *Store) PutEvidence(ctx context.Context, ev store.Evidence) (inserted bool, err error) {
@@ -185,8 +224,9 @@ func (s *Store) ListAlerts(ctx context.Context, f store.AlertFilter) ([]store.Al
 	if !f.Since.IsZero() {
 		where, args = append(where, "a.detected_at >= ?"), append(args, f.Since.UnixNano())
 	}
-	if f.BeforeSeq > 0 {
-		where, args = append(where, "a.seq < ?"), append(args, f.BeforeSeq)
+	if c := f.Before; c != nil {
+		ns := c.DetectedAt.UnixNano()
+		where, args = append(where, "(a.detected_at < ? OR (a.detected_at = ? AND a.seq < ?))"), append(args, ns, ns, c.Seq)
 	}
 	q := `SELECT ` + alertColumns + ` FROM alerts a`
 	if len(where) > 0 {

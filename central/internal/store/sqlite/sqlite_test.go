@@ -81,13 +81,51 @@ func TestListFiltersAndOrder(t *testing.T) {
 		{store.AlertFilter{CameraID: "c1", Type: "intrusion"}, 2},
 		{store.AlertFilter{Since: t0.Add(90 * time.Second)}, 2},
 		{store.AlertFilter{Limit: 3}, 3},
-		{store.AlertFilter{BeforeSeq: all[1].Seq}, 2},
+		{store.AlertFilter{Before: &store.Cursor{DetectedAt: all[1].Alert.DetectedAt, Seq: all[1].Seq}}, 2},
 		{store.AlertFilter{CameraID: "nope"}, 0},
 	} {
 		got, err := s.ListAlerts(ctx, tc.f)
 		if err != nil || len(got) != tc.want {
 			t.Errorf("%+v: %d alerts (%v), want %d", tc.f, len(got), err, tc.want)
 		}
+	}
+}
+
+// Paging with the cursor visits every alert once even when arrival order
+// and detection order differ (agents replaying after an outage).
+func TestPagingFollowsTheListOrder(t *testing.T) {
+	s := open(t)
+	ctx := context.Background()
+	t0 := time.Date(2026, 11, 21, 12, 0, 0, 0, time.UTC)
+	const n = 57
+	for i := range n {
+		// arrival order scrambled against detection order, with ties
+		d := t0.Add(time.Duration((i*37)%19) * time.Second)
+		if _, err := s.InsertAlert(ctx, alert("c1", "intrusion", d), time.Now()); err != nil {
+			t.Fatal(err)
+		}
+	}
+	seen := map[string]bool{}
+	f := store.AlertFilter{Limit: 10}
+	for {
+		page, err := s.ListAlerts(ctx, f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, r := range page {
+			if seen[r.Alert.AlertID] {
+				t.Fatalf("alert %s on two pages", r.Alert.AlertID)
+			}
+			seen[r.Alert.AlertID] = true
+		}
+		if len(page) < f.Limit {
+			break
+		}
+		last := page[len(page)-1]
+		f.Before = &store.Cursor{DetectedAt: last.Alert.DetectedAt, Seq: last.Seq}
+	}
+	if len(seen) != n {
+		t.Fatalf("paging visited %d of %d alerts", len(seen), n)
 	}
 }
 
