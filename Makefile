@@ -49,13 +49,14 @@ build: ## build xl-central, xl-agent and xl-camsim into bin/
 test: deps test-short ## deps, build, vet, tests (-race except packages using gocv)
 
 test-short: build ## like test, without deps
-	@GO="$(GO)" bash deploy/scripts/go-check.sh
+	@GO="$(GO)" XL_BIN_DIR="$(CURDIR)/$(BIN)" bash deploy/scripts/go-check.sh
 
 demo: deps build ## run central, camsim and agent locally until Ctrl-C (DEMO_DURATION=s to stop)
 	@bash deploy/demo/demo.sh
 
-bench: deps build ## run the benchmarks
-	$(GO) test -run '^$$' -bench . -benchmem ./...
+bench: deps build ## run the benchmarks (numbers, with same-run baselines)
+	$(GO) test -run '^$$' -bench . -benchmem $$($(GO) list ./... | grep -v /internal/e2e)
+	XL_BIN_DIR="$(CURDIR)/$(BIN)" $(GO) test -run '^$$' -bench . -benchtime 1x -timeout 20m ./internal/e2e
 
 fuzz: ## fuzz the alert decoder for FUZZTIME (default 30s)
 	$(GO) test ./internal/wire -run '^$$' -fuzz FuzzDecodeAlert -fuzztime $(FUZZTIME)
