@@ -27,8 +27,10 @@ type rig struct {
 }
 
 // start runs a real embedded broker, a SQLite store and the intake, and
-// connects an agent-side paho client.
-func start(t *testing.T) *rig {
+// connects an agent-side paho client. viaSink: the broker hands messages to
+// intake before its PUBACK (embedded mode); otherwise intake subscribes
+// (external-broker mode).
+func start(t *testing.T, viaSink bool) *rig {
 	t.Helper()
 	log := slog.New(slog.DiscardHandler)
 	hash, err := broker.HashPassword([]byte("agent-a1-password"))
@@ -47,9 +49,14 @@ func start(t *testing.T) *rig {
 	cfg := mqttc.Default()
 	cfg.URL = b.URL()
 	cfg.Username, cfg.Password = b.InternalCredentials()
-	in, err := New(cfg, st, wire.Decoder{}, true, prometheus.NewRegistry(), log)
+	in, err := New(cfg, st, wire.Decoder{}, !viaSink, prometheus.NewRegistry(), log)
 	if err != nil {
 		t.Fatal(err)
+	}
+	if viaSink {
+		if err := b.SetSink(in); err != nil {
+			t.Fatal(err)
+		}
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	var wg sync.WaitGroup
@@ -97,7 +104,15 @@ func newAlert(agent string) *wire.Alert {
 }
 
 func TestIntakeStoresOnceAndRejectsBadInput(t *testing.T) {
-	r := start(t)
+	for _, viaSink := range []bool{false, true} {
+		t.Run(map[bool]string{false: "subscribed", true: "broker-sink"}[viaSink], func(t *testing.T) {
+			testStoresOnceAndRejectsBadInput(t, viaSink)
+		})
+	}
+}
+
+func testStoresOnceAndRejectsBadInput(t *testing.T, viaSink bool) {
+	r := start(t, viaSink)
 	m := r.in.m
 	a := newAlert("a1")
 	b, _ := wire.Marshal(a)
@@ -157,7 +172,7 @@ func TestIntakeStoresOnceAndRejectsBadInput(t *testing.T) {
 }
 
 func TestIntakeRecordsAgentStatus(t *testing.T) {
-	r := start(t)
+	r := start(t, true)
 	st := &wire.Status{AgentID: "a1", State: wire.StateOnline, Version: "1.0", TS: time.Now(),
 		Cameras: []wire.CameraStatus{{CameraID: "cam-1", State: "streaming", FPS: 10}}}
 	b, _ := wire.Marshal(st)
