@@ -97,3 +97,29 @@ func (s *SyncBuffer) String() string {
 	defer s.mu.Unlock()
 	return s.b.String()
 }
+
+// Model returns the YOLOX-Nano model used by detector tests:
+// $XL_TEST_MODEL or ../shared/models/yolox_nano.onnx beside the repository.
+// No package installs it, so on a machine without it the test is skipped
+// with a message — except in CI (CI=true), where ../shared is always
+// present and a missing model is a failure.
+func Model(t testing.TB) string {
+	t.Helper()
+	for _, c := range []string{os.Getenv("XL_TEST_MODEL"), filepath.Join(RepoRoot(t), "..", "shared", "models", "yolox_nano.onnx")} {
+		if c == "" {
+			continue
+		}
+		if _, err := os.Stat(c); err == nil {
+			abs, err := filepath.Abs(c)
+			if err != nil {
+				t.Fatal(err)
+			}
+			return abs
+		}
+	}
+	if os.Getenv("CI") != "" {
+		t.Fatal("testenv: yolox_nano.onnx not found beside the repository (../shared/models) in CI")
+	}
+	t.Skip("testenv: yolox_nano.onnx not found; set XL_TEST_MODEL to run the detector tests")
+	return ""
+}
