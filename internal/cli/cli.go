@@ -5,12 +5,14 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"log/slog"
 	"os"
 	"os/signal"
 	"syscall"
 
 	"github.com/spf13/cobra"
 
+	"github.com/xueliang/xl/internal/logging"
 	"github.com/xueliang/xl/internal/version"
 )
 
@@ -62,4 +64,29 @@ func Execute(root *cobra.Command, args []string, stderr io.Writer) int {
 		return 1
 	}
 	return 0
+}
+
+// Configured is a command body that needs the loaded configuration and the
+// logger it configures.
+type Configured[C any] func(cmd *cobra.Command, cfg *C, log *slog.Logger) error
+
+// WithConfig adds --config to cmd and makes its RunE load that file with
+// load, build the logger from it with logCfg, and call run.
+func WithConfig[C any](cmd *cobra.Command, defaultPath string, load func(string) (*C, error), logCfg func(*C) logging.Config, run Configured[C]) *cobra.Command {
+	path := cmd.Flags().StringP("config", "c", defaultPath, "configuration file")
+	cmd.RunE = func(cmd *cobra.Command, _ []string) error {
+		cfg, err := load(*path)
+		if err != nil {
+			return err
+		}
+		log, _ := logging.New(logCfg(cfg), os.Stderr)
+		return run(cmd, cfg, log)
+	}
+	return cmd
+}
+
+// ConfigPath is the --config value of a command made with WithConfig.
+func ConfigPath(cmd *cobra.Command) string {
+	p, _ := cmd.Flags().GetString("config")
+	return p
 }

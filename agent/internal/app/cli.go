@@ -1,7 +1,7 @@
 package app
 
 import (
-	"os"
+	"log/slog"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -18,41 +18,27 @@ func Command() *cobra.Command {
 		Use:   "xl-agent",
 		Short: "Xueliang edge agent: analyses camera streams and publishes alerts with evidence",
 	}
-	var path string
-	run := &cobra.Command{
+	logCfg := func(c *Config) logging.Config { return c.Log }
+	run := cli.WithConfig(&cobra.Command{
 		Use:   "run",
 		Short: "Analyse the configured cameras and publish alerts",
 		Args:  cobra.NoArgs,
-		RunE: func(cmd *cobra.Command, _ []string) error {
-			cfg, err := LoadConfig(path)
-			if err != nil {
-				return err
-			}
-			log, _ := logging.New(cfg.Log, os.Stderr)
-			a, err := New(cfg, path, log)
-			if err != nil {
-				return err
-			}
-			return a.Run(cmd.Context())
-		},
-	}
-	run.Flags().StringVarP(&path, "config", "c", defaultConfigPath, "configuration file")
+	}, defaultConfigPath, LoadConfig, logCfg, func(cmd *cobra.Command, cfg *Config, log *slog.Logger) error {
+		a, err := New(cfg, cli.ConfigPath(cmd), log)
+		if err != nil {
+			return err
+		}
+		return a.Run(cmd.Context())
+	})
 	var count, cameras, batch int
 	var interval time.Duration
-	selftest := &cobra.Command{
+	selftest := cli.WithConfig(&cobra.Command{
 		Use:   "selftest",
 		Short: "Send synthetic 'selftest' alerts through the outbox to central and wait until they are acknowledged",
 		Args:  cobra.NoArgs,
-		RunE: func(cmd *cobra.Command, _ []string) error {
-			cfg, err := LoadConfig(path)
-			if err != nil {
-				return err
-			}
-			log, _ := logging.New(cfg.Log, os.Stderr)
-			return SelfTest(cmd.Context(), cfg, count, cameras, batch, interval, cmd.OutOrStdout(), log)
-		},
-	}
-	selftest.Flags().StringVarP(&path, "config", "c", defaultConfigPath, "configuration file")
+	}, defaultConfigPath, LoadConfig, logCfg, func(cmd *cobra.Command, cfg *Config, log *slog.Logger) error {
+		return SelfTest(cmd.Context(), cfg, count, cameras, batch, interval, cmd.OutOrStdout(), log)
+	})
 	selftest.Flags().IntVar(&count, "count", 10, "alerts to send (0: only drain the outbox)")
 	selftest.Flags().IntVar(&cameras, "cameras", 1, "spread the alerts over this many camera IDs")
 	selftest.Flags().IntVar(&batch, "batch", 1, "alerts written to the outbox per transaction (one fsync each)")

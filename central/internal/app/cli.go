@@ -3,7 +3,7 @@ package app
 import (
 	"bufio"
 	"fmt"
-	"os"
+	"log/slog"
 	"strings"
 
 	"github.com/spf13/cobra"
@@ -21,25 +21,18 @@ func Command() *cobra.Command {
 		Use:   "xl-central",
 		Short: "Xueliang command centre: receives alerts from edge agents, stores them and serves the console",
 	}
-	var path string
-	serve := &cobra.Command{
+	serve := cli.WithConfig(&cobra.Command{
 		Use:   "serve",
 		Short: "Run the command centre (broker, intake, API, console)",
 		Args:  cobra.NoArgs,
-		RunE: func(cmd *cobra.Command, _ []string) error {
-			cfg, err := LoadConfig(path)
-			if err != nil {
-				return err
-			}
-			log, _ := logging.New(cfg.Log, os.Stderr)
+	}, defaultConfigPath, LoadConfig, func(c *Config) logging.Config { return c.Log },
+		func(cmd *cobra.Command, cfg *Config, log *slog.Logger) error {
 			c, err := New(cmd.Context(), cfg, log)
 			if err != nil {
 				return err
 			}
 			return c.Run(cmd.Context())
-		},
-	}
-	serve.Flags().StringVarP(&path, "config", "c", defaultConfigPath, "configuration file")
+		})
 	passwd := &cobra.Command{
 		Use:   "passwd",
 		Short: "Read a password on standard input and print its bcrypt hash for broker.users",
