@@ -253,6 +253,33 @@ func waitAgentDrained(t testing.TB, a *agentRun, within time.Duration) {
 	}
 }
 
+// embeddedCentral starts xl-central with its embedded broker on free ports
+// and returns it with the broker's URL.
+func embeddedCentral(t *testing.T) (bin, work string, c *centralProc, brokerURL string) {
+	t.Helper()
+	bin, work = buildBinaries(t), t.TempDir()
+	broker := freePort(t)
+	c = newCentral(t, bin, work, fmt.Sprintf("XL_BROKER_LISTEN=127.0.0.1:%d", broker))
+	c.start()
+	return bin, work, c, fmt.Sprintf("tcp://127.0.0.1:%d", broker)
+}
+
+// outageScenario raises 200 alerts over two cameras, one every interval,
+// takes the broker down for down after the first 30, brings it back, and
+// checks that central stored every alert once, in order per camera.
+func outageScenario(t *testing.T, bin, work string, c *centralProc, brokerURL, interval string, down time.Duration, stop, restart func()) {
+	t.Helper()
+	a := startSelftest(t, bin, writeAgentConfig(t, work, brokerURL), "agent",
+		"--count", "200", "--cameras", "2", "--interval", interval)
+	waitFor(t, c.p, 30*time.Second, "first alerts", func() bool { return a.puts() >= 30 })
+	stop()
+	t.Logf("broker down for %s at %d alerts", down, a.puts())
+	time.Sleep(down)
+	restart()
+	waitAgentDrained(t, a, 2*time.Minute)
+	checkExactlyOnce(t, c, a.put, 0)
+}
+
 // TestBrokerDown: the embedded broker (with central) is down for 60 s while
 // the agent raises 200 alerts over two cameras.
 func TestBrokerDown(t *testing.T) {
@@ -260,20 +287,9 @@ func TestBrokerDown(t *testing.T) {
 		t.Skip("takes over a minute")
 	}
 	t.Parallel()
-	bin, work := buildBinaries(t), t.TempDir()
-	broker := freePort(t)
-	c := newCentral(t, bin, work, fmt.Sprintf("XL_BROKER_LISTEN=127.0.0.1:%d", broker))
-	c.start()
-	a := startSelftest(t, bin, writeAgentConfig(t, work, fmt.Sprintf("tcp://127.0.0.1:%d", broker)), "agent",
-		"--count", "200", "--cameras", "2", "--interval", "100ms")
-	waitFor(t, c.p, 30*time.Second, "first alerts", func() bool { return a.puts() >= 30 })
-	c.kill(syscall.SIGTERM)
-	down := outage(t, 60*time.Second)
-	t.Logf("broker down for %s at %d alerts", down, a.puts())
-	time.Sleep(down)
-	c.start()
-	waitAgentDrained(t, a, 2*time.Minute)
-	checkExactlyOnce(t, c, a.put, 0)
+	bin, work, c, url := embeddedCentral(t)
+	outageScenario(t, bin, work, c, url, "100ms", outage(t, 60*time.Second),
+		func() { c.kill(syscall.SIGTERM) }, c.start)
 }
 
 // TestAgentKill9: alerts wait in the outbox (central is down) when the agent
@@ -283,11 +299,8 @@ func TestAgentKill9(t *testing.T) {
 		t.Skip("runs real processes")
 	}
 	t.Parallel()
-	bin, work := buildBinaries(t), t.TempDir()
-	broker := freePort(t)
-	c := newCentral(t, bin, work, fmt.Sprintf("XL_BROKER_LISTEN=127.0.0.1:%d", broker))
-	c.start()
-	cfg := writeAgentConfig(t, work, fmt.Sprintf("tcp://127.0.0.1:%d", broker))
+	bin, work, c, url := embeddedCentral(t)
+	cfg := writeAgentConfig(t, work, url)
 	a := startSelftest(t, bin, cfg, "agent#1", "--count", "100000", "--interval", "20ms")
 	waitFor(t, c.p, 30*time.Second, "alerts flowing", func() bool { return a.puts() >= 50 })
 	c.kill(syscall.SIGKILL) // alerts now pile up in the outbox
@@ -337,11 +350,8 @@ func TestCentralKill9(t *testing.T) {
 		t.Skip("runs real processes")
 	}
 	t.Parallel()
-	bin, work := buildBinaries(t), t.TempDir()
-	broker := freePort(t)
-	c := newCentral(t, bin, work, fmt.Sprintf("XL_BROKER_LISTEN=127.0.0.1:%d", broker))
-	c.start()
-	a := startSelftest(t, bin, writeAgentConfig(t, work, fmt.Sprintf("tcp://127.0.0.1:%d", broker)), "agent",
+	bin, work, c, url := embeddedCentral(t)
+	a := startSelftest(t, bin, writeAgentConfig(t, work, url), "agent",
 		"--count", "600", "--cameras", "3", "--interval", "5ms")
 	for i := 0; i < 2; i++ {
 		waitFor(t, c.p, 30*time.Second, "alerts stored", func() bool {
@@ -370,13 +380,8 @@ func TestMosquitto(t *testing.T) {
 	c := newCentral(t, bin, work, "XL_BROKER_ENABLED=false", "XL_MQTT_URL="+m.url,
 		"XL_MQTT_USERNAME=xl-central", "XL_MQTT_PASSWORD=central-test-password")
 	c.start()
-	a := startSelftest(t, bin, writeAgentConfig(t, work, m.url), "agent", "--count", "200", "--cameras", "2", "--interval", "50ms")
-	waitFor(t, c.p, 30*time.Second, "first alerts", func() bool { return a.puts() >= 40 })
-	m.stop(t)
-	time.Sleep(outage(t, 20*time.Second))
-	m.start(t)
-	waitAgentDrained(t, a, 2*time.Minute)
-	checkExactlyOnce(t, c, a.put, 0)
+	outageScenario(t, bin, work, c, m.url, "50ms", outage(t, 20*time.Second),
+		func() { m.stop(t) }, func() { m.start(t) })
 
 	// The ACL: an agent may not publish as another agent. Mosquitto drops
 	// such a message silently; central never sees it.
