@@ -3,7 +3,6 @@ package camsim
 import (
 	"context"
 	"errors"
-	"fmt"
 	"log/slog"
 	"os"
 	"os/exec"
@@ -25,15 +24,7 @@ import (
 var sharedCacheDir string
 
 func TestMain(m *testing.M) {
-	dir, err := os.MkdirTemp("", "camsim-test-cache-")
-	if err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		os.Exit(1)
-	}
-	sharedCacheDir = dir
-	code := m.Run()
-	_ = os.RemoveAll(dir)
-	os.Exit(code)
+	os.Exit(testenv.RunWithTempDir(m, "camsim-test-cache-", &sharedCacheDir))
 }
 
 // testVideo locates vtest.avi (see testenv.Video).

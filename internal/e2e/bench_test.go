@@ -148,21 +148,26 @@ func runTransportBench(b *testing.B, broker string, mode benchMode) {
 		return len(recs) >= benchAlerts
 	})
 	var lat []time.Duration
-	var last time.Time
+	var first, last time.Time
 	for _, r := range recs {
 		lat = append(lat, r.ReceivedAt.Sub(r.DetectedAt))
 		if r.ReceivedAt.After(last) {
 			last = r.ReceivedAt
 		}
+		if first.IsZero() || r.ReceivedAt.Before(first) {
+			first = r.ReceivedAt
+		}
 	}
+	sustained := float64(len(recs)-1) / last.Sub(first).Seconds()
 	slices.Sort(lat)
 	pct := func(p float64) float64 { return float64(lat[int(p*float64(len(lat)-1))].Microseconds()) / 1000 }
 	elapsed := last.Sub(startAt)
-	b.ReportMetric(float64(len(recs))/elapsed.Seconds(), "alerts/s")
+	b.ReportMetric(sustained, "alerts/s")
+	b.ReportMetric(float64(len(recs))/elapsed.Seconds(), "alerts/s-incl-startup")
 	b.ReportMetric(pct(0.50), "p50-ms")
 	b.ReportMetric(pct(0.99), "p99-ms")
 	b.ReportMetric(float64(benchAgents), "agents")
-	b.Logf("%s broker, %s: %d alerts from %d agents in %s: %.0f alerts/s, latency p50 %.1f ms, p99 %.1f ms, max %.1f ms",
-		broker, mode.name, len(recs), benchAgents, elapsed.Round(time.Millisecond), float64(len(recs))/elapsed.Seconds(), pct(0.5), pct(0.99),
+	b.Logf("%s broker, %s: %d alerts from %d agents: sustained %.0f alerts/s (first to last stored), %.0f alerts/s including agent start-up (%s); latency p50 %.1f ms, p99 %.1f ms, max %.1f ms",
+		broker, mode.name, len(recs), benchAgents, sustained, float64(len(recs))/elapsed.Seconds(), elapsed.Round(time.Millisecond), pct(0.5), pct(0.99),
 		float64(lat[len(lat)-1].Microseconds())/1000)
 }

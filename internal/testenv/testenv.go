@@ -4,6 +4,7 @@ package testenv
 
 import (
 	"bytes"
+	"fmt"
 	"net"
 	"os"
 	"path/filepath"
@@ -122,4 +123,19 @@ func Model(t testing.TB) string {
 	}
 	t.Skip("testenv: yolox_nano.onnx not found; set XL_TEST_MODEL to run the detector tests")
 	return ""
+}
+
+// RunWithTempDir runs a package's tests with *dir set to a new temporary
+// directory (a cache the tests share, e.g. for transcoded video), removes it
+// afterwards and returns the exit code for os.Exit.
+func RunWithTempDir(m *testing.M, prefix string, dir *string) int {
+	d, err := os.MkdirTemp("", prefix)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
+	*dir = d
+	code := m.Run()
+	_ = os.RemoveAll(d)
+	return code
 }
