@@ -10,6 +10,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/http/pprof"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -56,6 +57,16 @@ func New(addr string, reg *prometheus.Registry, log *slog.Logger) (*Server, erro
 		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
 	}
 	return s, nil
+}
+
+// EnablePprof serves Go's profiler under /debug/pprof/ (opt-in: it reveals
+// internals and costs CPU while a profile runs).
+func (s *Server) EnablePprof() {
+	s.Mux.HandleFunc("GET /debug/pprof/", pprof.Index)
+	s.Mux.HandleFunc("GET /debug/pprof/cmdline", pprof.Cmdline)
+	s.Mux.HandleFunc("GET /debug/pprof/profile", pprof.Profile)
+	s.Mux.HandleFunc("GET /debug/pprof/symbol", pprof.Symbol)
+	s.Mux.HandleFunc("GET /debug/pprof/trace", pprof.Trace)
 }
 
 // Addr is the address the server listens on.

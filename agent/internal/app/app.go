@@ -80,6 +80,9 @@ func New(cfg *Config, path string, log *slog.Logger) (_ *Agent, err error) {
 	if err != nil {
 		return nil, err
 	}
+	if cfg.HTTP.Pprof {
+		a.http.EnablePprof()
+	}
 	a.http.AddCheck("mqtt", a.pub.Ready)
 	a.http.AddCheck("cameras", a.camerasReady)
 	a.parts.Add(a.http)

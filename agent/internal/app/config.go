@@ -35,7 +35,8 @@ type AgentConfig struct {
 
 // HTTPConfig is the agent's metrics and health listener.
 type HTTPConfig struct {
-	Addr string `mapstructure:"addr"`
+	Addr  string `mapstructure:"addr"`
+	Pprof bool   `mapstructure:"pprof"` // serve /debug/pprof/ (off: it reveals internals)
 }
 
 // PublishConfig tunes how alerts leave the box.

@@ -86,6 +86,9 @@ func New(ctx context.Context, cfg *Config, log *slog.Logger) (_ *Central, err er
 	if err != nil {
 		return nil, err
 	}
+	if cfg.HTTP.Pprof {
+		c.http.EnablePprof()
+	}
 	c.http.AddCheck("store", c.store.Ping)
 	c.http.AddCheck("mqtt", c.intake.Ready)
 	web.New(c.store, c.intake, log).Register(c.http.Mux)

@@ -23,7 +23,8 @@ type Config struct {
 
 // HTTPConfig is the API, console and metrics listener.
 type HTTPConfig struct {
-	Addr string `mapstructure:"addr"`
+	Addr  string `mapstructure:"addr"`
+	Pprof bool   `mapstructure:"pprof"` // serve /debug/pprof/ (off: it reveals internals)
 }
 
 // StoreConfig selects central's database.
