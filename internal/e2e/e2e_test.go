@@ -111,8 +111,8 @@ type alertView struct {
 	SnapshotURL string `json:"snapshot_url"`
 }
 
-func listAlerts(base string) ([]alertView, error) {
-	resp, err := http.Get(base + "/api/v1/alerts?camera_id=cam-e2e")
+func listAlerts(base, typ string) ([]alertView, error) {
+	resp, err := http.Get(base + "/api/v1/alerts?camera_id=cam-e2e&type=" + typ)
 	if err != nil {
 		return nil, err
 	}
@@ -141,6 +141,8 @@ cameras:
     site: 立新闸外长江水域
     grid_code: HM-ZY-QZ-03
     detect_fps: 5
+    stream_lost_after: 3s
+    stall_timeout: 2s
     zones:
       - name: north_path
         tags: [restricted]
@@ -164,8 +166,9 @@ func TestWalkingSkeleton(t *testing.T) {
 	work := t.TempDir()
 	rtsp, broker, httpPort, agentPort := freePort(t), freePort(t), freePort(t), freePort(t)
 
-	start(t, "xl-camsim", nil, filepath.Join(bin, "xl-camsim"), "--listen", fmt.Sprintf("127.0.0.1:%d", rtsp),
-		"--camera", "cam-e2e="+video, "--cache-dir", filepath.Join(work, "cache"), "--log-format", "text")
+	camsimArgs := []string{filepath.Join(bin, "xl-camsim"), "--listen", fmt.Sprintf("127.0.0.1:%d", rtsp),
+		"--camera", "cam-e2e=" + video, "--cache-dir", filepath.Join(work, "cache"), "--log-format", "text"}
+	camsim := start(t, "xl-camsim", nil, camsimArgs...)
 	central := start(t, "xl-central", []string{
 		fmt.Sprintf("XL_BROKER_LISTEN=127.0.0.1:%d", broker), fmt.Sprintf("XL_HTTP_ADDR=127.0.0.1:%d", httpPort),
 		"XL_STORE_PATH=" + filepath.Join(work, "central.db"), "XL_LOG_FORMAT=text",
@@ -190,7 +193,7 @@ func TestWalkingSkeleton(t *testing.T) {
 	var alerts []alertView
 	waitFor(t, agent, 90*time.Second, "intrusion start and end at central", func() bool {
 		var err error
-		alerts, err = listAlerts(base)
+		alerts, err = listAlerts(base, "intrusion")
 		if err != nil {
 			return false
 		}
@@ -285,6 +288,36 @@ func TestWalkingSkeleton(t *testing.T) {
 	if !strings.Contains(string(body), `xl_agent_events_total{camera_id="cam-e2e",phase="start",type="intrusion"} 1`) {
 		t.Errorf("agent metrics lack the start event:\n%s", grep(string(body), "xl_agent_"))
 	}
+
+	// The camera goes away: stream_lost; it comes back on the same
+	// address: the agent reconnects by itself and reports stream_restored.
+	camsim.stop(t)
+	hasType := func(typ, phase string) bool {
+		as, err := listAlerts(base, typ)
+		if err != nil {
+			return false
+		}
+		for _, a := range as {
+			if a.Type == typ && a.Phase == phase {
+				return true
+			}
+		}
+		return false
+	}
+	// (The camera may already have been reported lost and restored once at
+	// start-up, while camsim transcoded the footage: count the events.)
+	count := func(typ string) int {
+		as, _ := listAlerts(base, typ)
+		return len(as)
+	}
+	lostBefore, restoredBefore := count("stream_lost"), count("stream_restored")
+	waitFor(t, agent, 30*time.Second, "stream_lost at central", func() bool { return count("stream_lost") > lostBefore })
+	lostAt := time.Now()
+	camsim = start(t, "xl-camsim#2", nil, camsimArgs...)
+	waitFor(t, agent, 40*time.Second, "stream_restored at central", func() bool {
+		return count("stream_restored") > restoredBefore && count("stream_lost") >= lostBefore+2 && hasType("stream_lost", "end")
+	})
+	t.Logf("camera restarted; stream restored %s after the restart began", time.Since(lostAt).Round(100*time.Millisecond))
 }
 
 // command posts a command to central's API and decodes the answer.

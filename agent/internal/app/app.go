@@ -63,6 +63,7 @@ func New(cfg *Config, path string, log *slog.Logger) (_ *Agent, err error) {
 		src, err := source.New(cc.ID, source.Config{
 			URL: cc.URL, FPS: cc.DetectFPS, Realtime: *cc.Realtime, QueueSize: 4,
 			ReconnectMin: time.Second, ReconnectMax: 30 * time.Second,
+			Transport: cc.Transport, KeyframeOnly: cc.KeyframeOnly, StallTimeout: cc.StallTimeout,
 			OnState: func(source.State) { a.pub.RefreshStatus() },
 		}, srcMetrics, log)
 		if err != nil {
@@ -92,7 +93,7 @@ func New(cfg *Config, path string, log *slog.Logger) (_ *Agent, err error) {
 func pipelineConfig(cfg *Config, cc CameraConfig) pipeline.Config {
 	pc := pipeline.Config{
 		AgentID: cfg.Agent.ID, CameraID: cc.ID, Site: cc.Site, GridCode: cc.GridCode,
-		ConfigVersion: cfg.Version, SnapshotQuality: cfg.Publish.SnapshotQuality,
+		ConfigVersion: cfg.Version, SnapshotQuality: cfg.Publish.SnapshotQuality, StreamLostAfter: cc.StreamLostAfter,
 		Motion: motion.Config{Width: cc.Motion.Width, History: cc.Motion.History, VarThreshold: cc.Motion.VarThreshold,
 			Warmup: cc.Motion.Warmup, MinBlobRatio: cc.Motion.MinBlob},
 	}

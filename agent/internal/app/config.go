@@ -89,16 +89,21 @@ type ScenarioConfig struct {
 
 // CameraConfig is one camera and what to look for in it.
 type CameraConfig struct {
-	ID        string           `mapstructure:"id"`
-	URL       string           `mapstructure:"url"`
-	Site      string           `mapstructure:"site"`
-	GridCode  string           `mapstructure:"grid_code"`
-	Geo       *GeoConfig       `mapstructure:"geo"`
-	DetectFPS float64          `mapstructure:"detect_fps"`
-	Realtime  *bool            `mapstructure:"realtime"`
-	Motion    MotionConfig     `mapstructure:"motion"`
-	Zones     []ZoneConfig     `mapstructure:"zones"`
-	Scenarios []ScenarioConfig `mapstructure:"scenarios"`
+	ID        string     `mapstructure:"id"`
+	URL       string     `mapstructure:"url"`
+	Site      string     `mapstructure:"site"`
+	GridCode  string     `mapstructure:"grid_code"`
+	Geo       *GeoConfig `mapstructure:"geo"`
+	DetectFPS float64    `mapstructure:"detect_fps"`
+	Realtime  *bool      `mapstructure:"realtime"`
+	// RTSP cameras.
+	Transport       string           `mapstructure:"transport"`
+	KeyframeOnly    bool             `mapstructure:"keyframe_only"`
+	StallTimeout    time.Duration    `mapstructure:"stall_timeout"`
+	StreamLostAfter time.Duration    `mapstructure:"stream_lost_after"`
+	Motion          MotionConfig     `mapstructure:"motion"`
+	Zones           []ZoneConfig     `mapstructure:"zones"`
+	Scenarios       []ScenarioConfig `mapstructure:"scenarios"`
 }
 
 // Scenario types the agent implements in this release.
@@ -125,6 +130,15 @@ func (c *Config) ApplyDefaults() {
 		if cam.Realtime == nil {
 			t := true
 			cam.Realtime = &t
+		}
+		if cam.Transport == "" {
+			cam.Transport = "tcp"
+		}
+		if cam.StallTimeout == 0 {
+			cam.StallTimeout = 10 * time.Second
+		}
+		if cam.StreamLostAfter == 0 {
+			cam.StreamLostAfter = 30 * time.Second
 		}
 		m := &cam.Motion
 		if m.Width == 0 {
@@ -210,6 +224,13 @@ func (c *Config) Validate() []config.FieldError {
 		}
 		if cam.DetectFPS <= 0 || cam.DetectFPS > 60 {
 			p.Add(key+".detect_fps", "must be within (0, 60]")
+		}
+		p.OneOf(key+".transport", cam.Transport, "tcp", "udp", "auto")
+		if cam.StallTimeout < time.Second {
+			p.Add(key+".stall_timeout", "at least 1s")
+		}
+		if cam.StreamLostAfter < time.Second {
+			p.Add(key+".stream_lost_after", "at least 1s")
 		}
 		m := cam.Motion
 		if m.Width < 64 || m.Width > 4096 {

@@ -56,6 +56,9 @@ type Config struct {
 	Zones           []Zone
 	Scenarios       []Scenario
 	SnapshotQuality int
+	// StreamLostAfter: a camera that delivers no frame this long raises
+	// stream_lost; stream_restored follows when frames come back.
+	StreamLostAfter time.Duration
 }
 
 // Model is how motion-only alerts name their detector.
@@ -106,6 +109,9 @@ type Camera struct {
 	frameMu   sync.Mutex
 	lastFrame gocv.Mat // the last frame analysed, for snapshot commands
 	hasFrame  bool
+
+	lostEvent string    // event ID of the open stream_lost event, if any
+	lostAt    time.Time // when that stream was lost
 }
 
 // New builds the worker; src is owned (run and closed) by the Camera.
@@ -148,10 +154,13 @@ func (c *Camera) Run(ctx context.Context) error {
 		stopPop()
 	})
 	frames := c.src.Frames()
-	for {
-		f, ok := frames.Pop(popCtx)
+	for popCtx.Err() == nil {
+		c.checkStream(time.Now())
+		waitCtx, cancel := context.WithTimeout(popCtx, time.Second)
+		f, ok := frames.Pop(waitCtx)
+		cancel()
 		if !ok {
-			break
+			continue
 		}
 		c.analyse(f)
 		c.keep(f.Mat)
@@ -188,6 +197,46 @@ func (c *Camera) analyse(f source.Frame) {
 			c.emit(r, tr, res, &f)
 		}
 	}
+}
+
+// Stream health types.
+const (
+	TypeStreamLost     = wire.TypeStreamLost
+	TypeStreamRestored = wire.TypeStreamRestored
+)
+
+// checkStream raises stream_lost when the source has delivered nothing for
+// StreamLostAfter, and stream_lost's end with a stream_restored when frames
+// come back.
+func (c *Camera) checkStream(now time.Time) {
+	if c.cfg.StreamLostAfter <= 0 {
+		return
+	}
+	down := c.src.DownSince()
+	switch {
+	case c.lostEvent == "" && !down.IsZero() && now.Sub(down) >= c.cfg.StreamLostAfter:
+		c.lostEvent, c.lostAt = wire.NewULID(down), down
+		c.health(TypeStreamLost, wire.PhaseStart, c.lostEvent, down, now, 3)
+	case c.lostEvent != "" && down.IsZero():
+		c.health(TypeStreamLost, wire.PhaseEnd, c.lostEvent, c.lostAt, now, 3)
+		c.health(TypeStreamRestored, wire.PhaseStart, wire.NewULID(now), now, now, 4)
+		c.lostEvent = ""
+	}
+}
+
+func (c *Camera) health(typ string, phase wire.Phase, eventID string, started, at time.Time, severity int) {
+	a := &wire.Alert{
+		AlertID: wire.NewULID(time.Now()), EventID: eventID, Phase: phase, AgentID: c.cfg.AgentID, CameraID: c.cfg.CameraID,
+		Site: c.cfg.Site, GridCode: c.cfg.GridCode, Geo: c.cfg.Geo, Type: typ, Severity: severity,
+		StartedAt: started, DetectedAt: at, ConfigVersion: c.cfg.ConfigVersion,
+	}
+	if err := c.pub.Publish(a, nil); err != nil {
+		c.m.Errors.WithLabelValues(c.cfg.CameraID).Inc()
+		c.log.Error("stream health alert not published", "type", typ, "err", err)
+		return
+	}
+	c.m.Events.WithLabelValues(c.cfg.CameraID, typ, string(phase)).Inc()
+	c.log.Warn("stream health", "type", typ, "phase", phase, "since", started.Format(time.RFC3339))
 }
 
 // flush ends every open event (the stream ended or the agent stops).

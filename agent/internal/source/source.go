@@ -1,11 +1,13 @@
-// Package source reads frames from a camera: an RTSP URL or a file://
-// recording, through OpenCV's FFmpeg backend (gocv.VideoCapture). It
-// reconnects with jittered exponential backoff and hands frames to analysis
+// Package source reads frames from a camera and hands them to analysis
 // through a bounded queue that drops the oldest frame when analysis falls
-// behind.
+// behind (counted).
 //
-// This is the walking-skeleton source; the gortsplib + libavcodec source that
-// decodes only what analysis needs replaces it (issue "Edge ingest").
+// RTSP cameras are pulled with gortsplib (agent/internal/rtsp) and decoded
+// with libavcodec (agent/internal/decode): every access unit is decoded (the
+// next frame depends on it), only frames at the analysis rate are handed on,
+// and in key-frame-only mode nothing but key frames is decoded. file://
+// recordings are read through OpenCV's FFmpeg backend (gocv.VideoCapture),
+// at their own pace or as fast as analysis allows.
 package source
 
 import (
@@ -22,6 +24,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"gocv.io/x/gocv"
 
+	"github.com/xueliang/xl/agent/internal/rtsp"
 	"github.com/xueliang/xl/internal/queue"
 )
 
@@ -50,6 +53,11 @@ type Config struct {
 	ReconnectMin time.Duration // first reconnect delay
 	ReconnectMax time.Duration // cap of the backoff
 	OnState      func(State)   // called on every state change, may be nil
+
+	// RTSP only.
+	Transport    string        // tcp (default), udp or auto
+	KeyframeOnly bool          // decode key frames only (low-power mode)
+	StallTimeout time.Duration // no video this long: reconnect (default 10 s)
 }
 
 // State is a source's connection state.
@@ -70,6 +78,10 @@ type Metrics struct {
 	FramesDropped *prometheus.CounterVec
 	Reconnects    *prometheus.CounterVec
 	Up            *prometheus.GaugeVec
+	DecodeSeconds *prometheus.HistogramVec
+	DecodeErrors  *prometheus.CounterVec
+	LastFrame     *prometheus.GaugeVec
+	RTSP          *rtsp.Metrics
 }
 
 // NewMetrics registers the source metrics on reg.
@@ -85,8 +97,19 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Help: "Times the camera stream was reopened."}, []string{"camera_id"}),
 		Up: prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "xl_agent_stream_up",
 			Help: "1 while frames arrive from the camera."}, []string{"camera_id"}),
+		DecodeSeconds: prometheus.NewHistogramVec(prometheus.HistogramOpts{Name: "xl_agent_decode_seconds",
+			Help: "Time to decode one access unit (RTSP cameras).", Buckets: prometheus.ExponentialBuckets(0.0002, 2, 12)}, []string{"camera_id"}),
+		DecodeErrors: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "xl_agent_decode_errors_total",
+			Help: "Access units that did not decode (the decoder resumes at the next key frame)."}, []string{"camera_id"}),
+		LastFrame: prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "xl_agent_last_frame_timestamp_seconds",
+			Help: "Unix time of the last decoded frame (age = time() - this)."}, []string{"camera_id"}),
 	}
-	reg.MustRegister(m.FramesRead, m.FramesQueued, m.FramesDropped, m.Reconnects, m.Up)
+	reg.MustRegister(m.FramesRead, m.FramesQueued, m.FramesDropped, m.Reconnects, m.Up, m.DecodeSeconds, m.DecodeErrors, m.LastFrame)
+	rm, err := rtsp.NewMetrics(reg)
+	if err != nil {
+		panic(err) // only on a duplicate registration: a programming error
+	}
+	m.RTSP = rm
 	return m
 }
 
@@ -100,9 +123,10 @@ type Source struct {
 	isFile   bool
 	path     string
 
-	mu    sync.Mutex
-	state State
-	fps   float64 // measured
+	mu        sync.Mutex
+	state     State
+	fps       float64   // measured
+	downSince time.Time // when the source last stopped streaming (or started); zero while streaming
 }
 
 // New validates cfg; nothing is opened until Run.
@@ -111,7 +135,8 @@ func New(cameraID string, cfg Config, m *Metrics, log *slog.Logger) (*Source, er
 	if err != nil {
 		return nil, fmt.Errorf("source %s: %w", cameraID, err)
 	}
-	s := &Source{cfg: cfg, cameraID: cameraID, m: m, log: log.With("component", "source", "camera_id", cameraID), state: StateConnecting}
+	s := &Source{cfg: cfg, cameraID: cameraID, m: m, log: log.With("component", "source", "camera_id", cameraID), state: StateConnecting,
+		downSince: time.Now()}
 	switch u.Scheme {
 	case "rtsp", "rtsps":
 	case "file":
@@ -143,12 +168,26 @@ func (s *Source) State() (State, float64) {
 	return s.state, s.fps
 }
 
+// DownSince is when the source last stopped streaming (or when it started,
+// if it never streamed); zero while it streams or after a file ended.
+func (s *Source) DownSince() time.Time {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.downSince
+}
+
 func (s *Source) setState(st State) {
 	s.mu.Lock()
 	changed := s.state != st
 	s.state = st
 	if st != StateStreaming {
 		s.fps = 0
+	}
+	switch {
+	case st == StateStreaming || st == StateEnded:
+		s.downSince = time.Time{}
+	case s.downSince.IsZero():
+		s.downSince = time.Now()
 	}
 	s.mu.Unlock()
 	up := 0.0
@@ -170,6 +209,14 @@ var ErrEnded = errors.New("source ended")
 // Run reads until ctx is cancelled (or a file ends: then it returns
 // ErrEnded). Frames go to Frames().
 func (s *Source) Run(ctx context.Context) error {
+	if !s.isFile {
+		return s.runRTSP(ctx)
+	}
+	return s.runCapture(ctx)
+}
+
+// runCapture reads a file (or, in principle, any URL) through OpenCV.
+func (s *Source) runCapture(ctx context.Context) error {
 	backoff := s.cfg.ReconnectMin
 	for attempt := 0; ; attempt++ {
 		if attempt > 0 {
