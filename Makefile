@@ -55,7 +55,7 @@ demo: deps build ## run central, camsim and agent locally until Ctrl-C (DEMO_DUR
 	@bash deploy/demo/demo.sh
 
 bench: deps build ## run the benchmarks (numbers, with same-run baselines)
-	$(GO) test -run '^$$' -bench . -benchmem $$($(GO) list ./... | grep -v /internal/e2e)
+	XL_BIN_DIR="$(CURDIR)/$(BIN)" $(GO) test -run '^$$' -bench . -benchmem -timeout 30m $$($(GO) list ./... | grep -v /internal/e2e)
 	XL_BIN_DIR="$(CURDIR)/$(BIN)" $(GO) test -run '^$$' -bench . -benchtime 1x -timeout 20m ./internal/e2e
 
 fuzz: ## fuzz the alert decoder for FUZZTIME (default 30s)
