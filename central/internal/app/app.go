@@ -12,7 +12,9 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 
 	"github.com/xueliang/xl/central/internal/broker"
+	"github.com/xueliang/xl/central/internal/dispatch"
 	"github.com/xueliang/xl/central/internal/intake"
+	"github.com/xueliang/xl/central/internal/routing"
 	"github.com/xueliang/xl/central/internal/store/sqlite"
 	"github.com/xueliang/xl/central/internal/web"
 	"github.com/xueliang/xl/internal/lifecycle"
@@ -29,6 +31,7 @@ type Central struct {
 	store  *sqlite.Store
 	broker *broker.Broker
 	intake *intake.Intake
+	disp   *dispatch.Dispatcher
 	http   *opshttp.Server
 	parts  lifecycle.Group
 }
@@ -65,6 +68,13 @@ func New(ctx context.Context, cfg *Config, log *slog.Logger) (_ *Central, err er
 	if cfg.MQTT.URL == "" && c.broker != nil {
 		mc.Username, mc.Password = c.broker.InternalCredentials()
 	}
+	router, err := routing.New(&cfg.Routing)
+	if err != nil {
+		return nil, err
+	}
+	c.disp = dispatch.New(c.store, router, dispatch.Options{Window: cfg.Incidents.Window, Reg: c.Reg, Log: log})
+	// The SLA and auto-dispatch timers.
+	c.parts.Add(c.disp)
 	embedded := cfg.MQTT.URL == "" && c.broker != nil
 	c.intake, err = intake.New(mc, c.store, wire.Decoder{MaxFutureSkew: cfg.Intake.MaxFutureSkew}, !embedded, c.Reg, log)
 	if err != nil {
@@ -81,6 +91,9 @@ func New(ctx context.Context, cfg *Config, log *slog.Logger) (_ *Central, err er
 			return nil, err
 		}
 	}
+	// Stored alerts wait in the store until the dispatcher has put them into
+	// incidents; intake only tells it that there are new ones.
+	c.intake.OnStored(func(context.Context, []*wire.Alert) { c.disp.NotifyStored() })
 	c.parts.Add(c.intake)
 	c.http, err = opshttp.New(cfg.HTTP.Addr, c.Reg, log.With("component", "http"))
 	if err != nil {
@@ -91,7 +104,7 @@ func New(ctx context.Context, cfg *Config, log *slog.Logger) (_ *Central, err er
 	}
 	c.http.AddCheck("store", c.store.Ping)
 	c.http.AddCheck("mqtt", c.intake.Ready)
-	web.New(c.store, c.intake, log).Register(c.http.Mux)
+	web.New(c.store, c.intake, log).WithDispatch(c.store, c.disp).Register(c.http.Mux)
 	c.parts.Add(c.http)
 	return c, nil
 }

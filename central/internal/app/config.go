@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/xueliang/xl/central/internal/broker"
+	"github.com/xueliang/xl/central/internal/routing"
 	"github.com/xueliang/xl/internal/config"
 	"github.com/xueliang/xl/internal/logging"
 	"github.com/xueliang/xl/internal/mqttc"
@@ -19,6 +20,18 @@ type Config struct {
 	Store  StoreConfig    `mapstructure:"store"`
 	Intake IntakeConfig   `mapstructure:"intake"`
 	Log    logging.Config `mapstructure:"log"`
+	// Routing is the agencies, places, cameras, SLA profiles and rules the
+	// dispatcher routes incidents with. Empty: every incident waits for the
+	// duty officer.
+	Routing   routing.Config `mapstructure:"routing"`
+	Incidents IncidentConfig `mapstructure:"incidents"`
+}
+
+// IncidentConfig groups alerts into incidents.
+type IncidentConfig struct {
+	// Window: an alert joins the open incident of its (camera, type, zone)
+	// when that incident's last alert is at most this old.
+	Window time.Duration `mapstructure:"window"`
 }
 
 // HTTPConfig is the API, console and metrics listener.
@@ -44,14 +57,18 @@ func DefaultConfig() *Config {
 	m.URL = "" // the embedded broker
 	m.ClientID = "xl-central"
 	return &Config{
-		HTTP:   HTTPConfig{Addr: "127.0.0.1:8080"},
-		Broker: broker.Config{Enabled: true, Listen: "127.0.0.1:1883", MaxPacketBytes: 16 << 20},
-		MQTT:   m,
-		Store:  StoreConfig{Driver: "sqlite", Path: "data/xl-central.db"},
-		Intake: IntakeConfig{MaxFutureSkew: 5 * time.Minute},
-		Log:    logging.Default(),
+		HTTP:      HTTPConfig{Addr: "127.0.0.1:8080"},
+		Broker:    broker.Config{Enabled: true, Listen: "127.0.0.1:1883", MaxPacketBytes: 16 << 20},
+		MQTT:      m,
+		Store:     StoreConfig{Driver: "sqlite", Path: "data/xl-central.db"},
+		Intake:    IntakeConfig{MaxFutureSkew: 5 * time.Minute},
+		Log:       logging.Default(),
+		Incidents: IncidentConfig{Window: 10 * time.Minute},
 	}
 }
+
+// ApplyDefaults fills in derived defaults after the file is read.
+func (c *Config) ApplyDefaults() { c.Routing.ApplyDefaults() }
 
 // Validate reports every problem in c.
 func (c *Config) Validate() []config.FieldError {
@@ -81,6 +98,10 @@ func (c *Config) Validate() []config.FieldError {
 	if c.Intake.MaxFutureSkew < time.Second || c.Intake.MaxFutureSkew > 24*time.Hour {
 		p.Add("intake.max_future_skew", "must be within 1s–24h")
 	}
+	if c.Incidents.Window < time.Second || c.Incidents.Window > 7*24*time.Hour {
+		p.Add("incidents.window", "must be within 1s–168h")
+	}
+	p.Merge("routing", c.Routing.Validate())
 	for _, msg := range c.Log.Validate("log") {
 		p.Add("log", "%s", msg)
 	}

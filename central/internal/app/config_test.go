@@ -19,7 +19,8 @@ func TestShippedConfigLoads(t *testing.T) {
 }
 
 // The shipped file documents the defaults: loading it must give exactly
-// what no file at all gives, apart from the demo agent's broker account.
+// what no file at all gives, apart from the demo agent's broker account and
+// the example routing (the default is none).
 func TestShippedConfigEqualsDefaults(t *testing.T) {
 	shipped, err := LoadConfig(filepath.Join("..", "..", "..", "configs", "central.yaml"))
 	if err != nil {
@@ -33,6 +34,10 @@ func TestShippedConfigEqualsDefaults(t *testing.T) {
 		t.Fatalf("demo account: %+v", shipped.Broker.Users)
 	}
 	shipped.Broker.Users = nil
+	if len(shipped.Routing.Rules) != 2 || len(shipped.Routing.Agencies) != 2 {
+		t.Fatalf("example routing: %+v", shipped.Routing)
+	}
+	shipped.Routing = none.Routing
 	if !reflect.DeepEqual(shipped, none) {
 		t.Fatalf("configs/central.yaml differs from the defaults:\n%+v\n%+v", shipped, none)
 	}

@@ -96,7 +96,14 @@ type Intake struct {
 
 	subscribe bool // subscribe to the agents' topics (external broker)
 	writes    chan alertWrite
+	onStored  func(ctx context.Context, alerts []*wire.Alert)
 }
+
+// OnStored sets a function called, by the writer, with the alerts of each
+// committed batch that were stored for the first time, after their senders
+// have been answered (redeliveries are not passed). It must not fail the
+// alerts: they are stored. Call it before Run.
+func (in *Intake) OnStored(fn func(ctx context.Context, alerts []*wire.Alert)) { in.onStored = fn }
 
 // alertWrite is an alert waiting for the group-commit writer; done gets
 // whether it was stored (and whether for the first time).
@@ -208,8 +215,15 @@ func (in *Intake) writeLoop() {
 			return err
 		})
 		in.m.batch.Observe(float64(len(batch)))
+		var fresh []*wire.Alert
 		for i, w := range batch {
 			w.done(ok, ok && inserted[i])
+			if ok && inserted[i] {
+				fresh = append(fresh, w.a)
+			}
+		}
+		if in.onStored != nil && len(fresh) > 0 {
+			in.onStored(in.ctx, fresh)
 		}
 	}
 }

@@ -30,7 +30,10 @@ type rig struct {
 // connects an agent-side paho client. viaSink: the broker hands messages to
 // intake before its PUBACK (embedded mode); otherwise intake subscribes
 // (external-broker mode).
-func start(t *testing.T, viaSink bool) *rig {
+func start(t *testing.T, viaSink bool) *rig { t.Helper(); return startWith(t, viaSink, nil) }
+
+// startWith is start with a hook for alerts stored for the first time.
+func startWith(t *testing.T, viaSink bool, onStored func(context.Context, []*wire.Alert)) *rig {
 	t.Helper()
 	log := slog.New(slog.DiscardHandler)
 	hash, err := broker.HashPassword([]byte("agent-a1-password"))
@@ -52,6 +55,9 @@ func start(t *testing.T, viaSink bool) *rig {
 	in, err := New(cfg, st, wire.Decoder{}, !viaSink, prometheus.NewRegistry(), log)
 	if err != nil {
 		t.Fatal(err)
+	}
+	if onStored != nil {
+		in.OnStored(onStored)
 	}
 	if viaSink {
 		if err := b.SetSink(in); err != nil {
@@ -183,4 +189,29 @@ func TestIntakeRecordsAgentStatus(t *testing.T) {
 		ags, _ := r.st.ListAgents(context.Background())
 		return len(ags) == 1 && ags[0].State == wire.StateOnline && len(ags[0].Cameras) == 1
 	})
+}
+
+func TestOnStoredSeesFirstStoresOnly(t *testing.T) {
+	var mu sync.Mutex
+	var seen []string
+	r := startWith(t, true, func(_ context.Context, alerts []*wire.Alert) {
+		mu.Lock()
+		defer mu.Unlock()
+		for _, a := range alerts {
+			seen = append(seen, a.AlertID)
+		}
+	})
+	a, b := newAlert("a1"), newAlert("a1")
+	ab, _ := wire.Marshal(a)
+	bb, _ := wire.Marshal(b)
+	r.publish(t, wire.AlertsTopic("a1"), ab)
+	r.publish(t, wire.AlertsTopic("a1"), ab) // a redelivery
+	r.publish(t, wire.AlertsTopic("a1"), bb)
+	waitFor(t, "hook called", func() bool { mu.Lock(); defer mu.Unlock(); return len(seen) >= 2 })
+	time.Sleep(50 * time.Millisecond)
+	mu.Lock()
+	defer mu.Unlock()
+	if len(seen) != 2 || seen[0] != a.AlertID || seen[1] != b.AlertID {
+		t.Fatalf("hook saw %v", seen)
+	}
 }

@@ -7,6 +7,8 @@ import (
 	"errors"
 	"time"
 
+	"github.com/xueliang/xl/central/internal/audit"
+	"github.com/xueliang/xl/central/internal/order"
 	"github.com/xueliang/xl/internal/wire"
 )
 
@@ -62,4 +64,87 @@ type AgentRecord struct {
 	Cameras       []wire.CameraStatus
 	StatusAt      time.Time // the status message's own timestamp
 	LastSeen      time.Time // when central last heard from the agent
+}
+
+// Incident groups alerts of one (camera, type, zone) that arrive within the
+// incident window of each other.
+type Incident struct {
+	ID           string              `json:"id"`
+	CameraID     string              `json:"camera_id"`
+	Type         string              `json:"type"`
+	Zone         string              `json:"zone"`
+	Grid         string              `json:"grid"`
+	State        order.IncidentState `json:"state"`
+	Severity     int                 `json:"severity"` // the most urgent of its alerts
+	FirstAlertAt time.Time           `json:"first_alert_at"`
+	LastAlertAt  time.Time           `json:"last_alert_at"`
+	AlertCount   int                 `json:"alert_count"`
+	RecurrenceOf string              `json:"recurrence_of,omitempty"` // the closed incident this one repeats
+	Rule         string              `json:"rule,omitempty"`          // the routing rule that matched
+	SLAProfile   string              `json:"sla_profile,omitempty"`
+	Why          []string            `json:"why,omitempty"` // the routing trace
+	CreatedAt    time.Time           `json:"created_at"`
+	UpdatedAt    time.Time           `json:"updated_at"`
+	Version      int64               `json:"version"`
+}
+
+// Closed reports whether the incident is over (closed, a false alarm or
+// cancelled): a new alert for its key opens a recurrence.
+func (i Incident) Closed() bool {
+	switch i.State {
+	case order.IncidentClosed, order.IncidentFalseAlarm, order.IncidentCancelled:
+		return true
+	}
+	return false
+}
+
+// OrderRecord is a stored order with its timers.
+type OrderRecord struct {
+	Order      order.Order `json:"order"`
+	SLAProfile string      `json:"sla_profile,omitempty"`
+	// AutoDispatchAt is when a pending order is sent without the officer
+	// (manual dispatch with a fallback); zero: never.
+	AutoDispatchAt time.Time `json:"auto_dispatch_at,omitzero"`
+	// NextTimerAt is when the timers must look at the order again; zero:
+	// never.
+	NextTimerAt time.Time `json:"next_timer_at,omitzero"`
+}
+
+// IncidentFilter selects incidents; zero fields select everything.
+type IncidentFilter struct {
+	CameraID string
+	State    string
+	Limit    int
+}
+
+// ErrConflict is returned when a row changed since it was read (its
+// version, or a timer already claimed).
+var ErrConflict = errors.New("conflict: changed concurrently")
+
+// Tx is one transaction of the dispatcher. Every method works inside it;
+// nothing is visible to others before the transaction commits.
+type Tx interface {
+	// IncidentOfAlert is the incident an alert joined, when it did.
+	IncidentOfAlert(alertID string) (incidentID string, ok bool, err error)
+	// LatestIncident is the most recently created incident of a key.
+	LatestIncident(cameraID, typ, zone string) (Incident, bool, error)
+	// LastClosedIncident is the most recently created closed incident of a key.
+	LastClosedIncident(cameraID, typ, zone string) (Incident, bool, error)
+	GetIncident(id string) (Incident, error)
+	InsertIncident(inc Incident) error
+	// UpdateIncident stores inc when the stored version is prevVersion
+	// (ErrConflict otherwise).
+	UpdateIncident(inc Incident, prevVersion int64) error
+	LinkAlert(incidentID, alertID string, detectedAt time.Time) error
+	GetOrder(id string) (OrderRecord, error)
+	OrdersOf(incidentID string) ([]OrderRecord, error)
+	InsertOrder(rec OrderRecord) error
+	// UpdateOrder stores rec when the stored version is prevVersion and,
+	// when claimTimer is not zero, its timer is due at claimTimer (the
+	// claim of a timer); ErrConflict otherwise.
+	UpdateOrder(rec OrderRecord, prevVersion int64, claimTimer time.Time) error
+	// AppendAudit seals e as the next entry of the audit chain and stores it.
+	AppendAudit(e audit.Entry) (audit.Entry, error)
+	// MarkDispatched records that these alerts are in their incidents.
+	MarkDispatched(alertIDs []string) error
 }

@@ -42,6 +42,8 @@ type API struct {
 	r   Reader
 	cmd Commander
 	log *slog.Logger
+	inc Incidents    // nil: no incident routes
+	tr  Transitioner // nil: orders are read-only
 }
 
 // New returns the API over r; cmd may be nil (no command route).
@@ -59,6 +61,7 @@ func (a *API) Register(mux *http.ServeMux) {
 	if a.cmd != nil {
 		mux.HandleFunc("POST /api/v1/agents/{agent_id}/commands", a.command)
 	}
+	a.registerDispatch(mux)
 	mux.HandleFunc("/api/", func(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusNotFound, "not_found", "no such API route: "+r.Method+" "+r.URL.Path)
 	})

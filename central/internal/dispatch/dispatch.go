@@ -1,0 +1,467 @@
+// Package dispatch turns stored alerts into incidents and disposal orders:
+// it groups an alert with the open incident of its (camera, type, zone),
+// routes new incidents, creates one order per assigned agency, applies
+// commands to orders, fires the orders' SLA timers, and audits every change
+// in the same transaction as the change itself.
+package dispatch
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"time"
+
+	"github.com/oklog/ulid/v2"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promauto"
+
+	"github.com/xueliang/xl/central/internal/audit"
+	"github.com/xueliang/xl/central/internal/order"
+	"github.com/xueliang/xl/central/internal/routing"
+	"github.com/xueliang/xl/central/internal/store"
+	"github.com/xueliang/xl/internal/wire"
+)
+
+// Store is what the dispatcher needs from central's store.
+type Store interface {
+	InTx(ctx context.Context, fn func(store.Tx) error) error
+	UndispatchedAlerts(ctx context.Context, limit int) ([]*wire.Alert, error)
+	DueTimers(ctx context.Context, now time.Time, limit int) ([]string, error)
+	NextTimer(ctx context.Context) (time.Time, bool, error)
+}
+
+// Actors recorded in the audit log for changes made by central itself.
+const (
+	ActorDispatcher   = "xl-central/dispatch"
+	ActorTimer        = "xl-central/sla-timer"
+	ActorAutoDispatch = "xl-central/auto-dispatch"
+)
+
+// Audit entity names.
+const (
+	EntityIncident = "incident"
+	EntityOrder    = "order"
+)
+
+// Dispatcher creates and changes incidents and orders. It is safe for
+// concurrent use; the store serialises its transactions.
+type Dispatcher struct {
+	st     Store
+	router *routing.Router
+	window time.Duration
+	now    func() time.Time
+	log    *slog.Logger
+	m      *metrics
+	wake   chan struct{}
+	stored chan struct{} // new alerts wait in the store
+}
+
+type metrics struct {
+	dispatched prometheus.Counter
+	failed     prometheus.Counter
+	incidents  prometheus.Counter
+	orders     prometheus.Counter
+	cards      *prometheus.CounterVec
+}
+
+// Options configures a Dispatcher.
+type Options struct {
+	Window time.Duration    // incident window; default 10 minutes
+	Now    func() time.Time // clock; default time.Now
+	Reg    prometheus.Registerer
+	Log    *slog.Logger
+}
+
+// New is a dispatcher over st routing with r.
+func New(st Store, r *routing.Router, opt Options) *Dispatcher {
+	if opt.Window <= 0 {
+		opt.Window = 10 * time.Minute
+	}
+	if opt.Now == nil {
+		opt.Now = time.Now
+	}
+	if opt.Reg == nil {
+		opt.Reg = prometheus.NewRegistry()
+	}
+	if opt.Log == nil {
+		opt.Log = slog.New(slog.DiscardHandler)
+	}
+	f := promauto.With(opt.Reg)
+	return &Dispatcher{
+		st: st, router: r, window: opt.Window, now: opt.Now, log: opt.Log.With("component", "dispatch"),
+		wake: make(chan struct{}, 1), stored: make(chan struct{}, 1),
+		m: &metrics{
+			dispatched: f.NewCounter(prometheus.CounterOpts{Name: "xl_central_dispatch_alerts_total",
+				Help: "Alerts grouped into incidents."}),
+			failed: f.NewCounter(prometheus.CounterOpts{Name: "xl_central_dispatch_failures_total",
+				Help: "Stored alerts the dispatcher failed to group into an incident."}),
+			incidents: f.NewCounter(prometheus.CounterOpts{Name: "xl_central_incidents_created_total",
+				Help: "Incidents created."}),
+			orders: f.NewCounter(prometheus.CounterOpts{Name: "xl_central_orders_created_total",
+				Help: "Disposal orders created."}),
+			cards: f.NewCounterVec(prometheus.CounterOpts{Name: "xl_central_sla_cards_total",
+				Help: "SLA cards raised by the timers, by card."}, []string{"card"}),
+		},
+	}
+}
+
+// Result is what dispatching one alert did.
+type Result struct {
+	IncidentID string
+	Created    bool // a new incident
+	Duplicate  bool // the alert had been dispatched before: nothing changed
+	Orders     []string
+}
+
+func newID() string { return ulid.Make().String() }
+
+func snapshot(v any) json.RawMessage {
+	b, err := json.Marshal(v)
+	if err != nil {
+		panic(fmt.Sprintf("dispatch: audit snapshot: %v", err)) // only our own types are passed
+	}
+	return b
+}
+
+// HandleStored dispatches alerts that were just stored for the first time
+// (the intake's hook). A failure is logged and counted: the alert itself is
+// stored and stays visible; it is not retried here.
+func (d *Dispatcher) HandleStored(ctx context.Context, alerts []*wire.Alert) {
+	// One transaction for the whole batch: a burst costs one commit, not
+	// one per alert. If any alert fails, the batch is rolled back and the
+	// alerts are dispatched one by one, so the others still land.
+	results := make([]Result, len(alerts))
+	ids := make([]string, len(alerts))
+	err := d.st.InTx(ctx, func(tx store.Tx) error {
+		for i, a := range alerts {
+			results[i] = Result{}
+			if err := d.dispatchTx(tx, a, &results[i]); err != nil {
+				return fmt.Errorf("alert %s: %w", a.AlertID, err)
+			}
+			ids[i] = a.AlertID
+		}
+		return tx.MarkDispatched(ids)
+	})
+	if err == nil {
+		for _, r := range results {
+			d.count(r)
+		}
+		return
+	}
+	d.log.Warn("batch dispatch failed; dispatching alert by alert", "alerts", len(alerts), "err", err)
+	for _, a := range alerts {
+		if _, err := d.Dispatch(ctx, a); err != nil {
+			d.m.failed.Inc()
+			d.log.Error("dispatch failed; the alert is stored but in no incident", "alert_id", a.AlertID, "err", err)
+			// Not retried: one bad alert must not stop the queue.
+			if err := d.st.InTx(ctx, func(tx store.Tx) error { return tx.MarkDispatched([]string{a.AlertID}) }); err != nil {
+				d.log.Error("mark dispatched", "alert_id", a.AlertID, "err", err)
+			}
+		}
+	}
+}
+
+// NotifyStored tells the dispatcher that new alerts wait in the store.
+func (d *Dispatcher) NotifyStored() {
+	select {
+	case d.stored <- struct{}{}:
+	default:
+	}
+}
+
+// dispatchBatch is how many stored alerts one transaction dispatches.
+const dispatchBatch = 500
+
+// DrainAlerts dispatches every alert waiting in the store, in arrival
+// order, a batch per transaction; it returns how many it handled.
+func (d *Dispatcher) DrainAlerts(ctx context.Context) (int, error) {
+	n := 0
+	for ctx.Err() == nil {
+		alerts, err := d.st.UndispatchedAlerts(ctx, dispatchBatch)
+		if err != nil {
+			return n, err
+		}
+		if len(alerts) == 0 {
+			return n, nil
+		}
+		d.HandleStored(ctx, alerts)
+		n += len(alerts)
+	}
+	return n, ctx.Err()
+}
+
+// drainLoop dispatches stored alerts whenever intake says there are new
+// ones, and every second in case a notice was missed (or central restarted
+// with alerts waiting).
+func (d *Dispatcher) drainLoop(ctx context.Context) {
+	tick := time.NewTicker(time.Second)
+	defer tick.Stop()
+	for {
+		if _, err := d.DrainAlerts(ctx); err != nil && ctx.Err() == nil {
+			d.log.Error("dispatch queue", "err", err)
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-d.stored:
+		case <-tick.C:
+		}
+	}
+}
+
+func (d *Dispatcher) count(res Result) {
+	if !res.Duplicate {
+		d.m.dispatched.Inc()
+	}
+	if res.Created {
+		d.m.incidents.Inc()
+		d.m.orders.Add(float64(len(res.Orders)))
+		d.Wake()
+	}
+}
+
+// Dispatch adds a stored alert to its incident, creating, routing and
+// ordering a new incident when none is open, in one transaction. Dispatching
+// the same alert again changes nothing.
+func (d *Dispatcher) Dispatch(ctx context.Context, a *wire.Alert) (Result, error) {
+	var res Result
+	err := d.st.InTx(ctx, func(tx store.Tx) error {
+		res = Result{}
+		if err := d.dispatchTx(tx, a, &res); err != nil {
+			return err
+		}
+		return tx.MarkDispatched([]string{a.AlertID})
+	})
+	if err != nil {
+		return Result{}, fmt.Errorf("dispatch alert %s: %w", a.AlertID, err)
+	}
+	d.count(res)
+	return res, nil
+}
+
+// dispatchTx is Dispatch inside the caller's transaction.
+func (d *Dispatcher) dispatchTx(tx store.Tx, a *wire.Alert, res *Result) error {
+	if id, ok, err := tx.IncidentOfAlert(a.AlertID); err != nil {
+		return err
+	} else if ok {
+		res.IncidentID, res.Duplicate = id, true
+		return nil
+	}
+	now := d.now().UTC()
+	at := a.DetectedAt.UTC()
+	inc, ok, err := tx.LatestIncident(a.CameraID, a.Type, a.Zone)
+	if err != nil {
+		return err
+	}
+	if ok && !inc.Closed() && at.Sub(inc.LastAlertAt) <= d.window {
+		before := inc
+		prev := inc.Version
+		inc.AlertCount++
+		if at.After(inc.LastAlertAt) {
+			inc.LastAlertAt = at
+		}
+		if at.Before(inc.FirstAlertAt) {
+			inc.FirstAlertAt = at
+		}
+		if a.Severity > 0 && a.Severity < inc.Severity {
+			inc.Severity = a.Severity
+		}
+		inc.Version++
+		inc.UpdatedAt = now
+		if err := tx.UpdateIncident(inc, prev); err != nil {
+			return err
+		}
+		if err := tx.LinkAlert(inc.ID, a.AlertID, at); err != nil {
+			return err
+		}
+		res.IncidentID = inc.ID
+		_, err := tx.AppendAudit(audit.Entry{At: now, Actor: ActorDispatcher, Entity: EntityIncident, EntityID: inc.ID,
+			Action: "alert_added:" + a.AlertID, Before: snapshot(before), After: snapshot(inc)})
+		return err
+	}
+	return d.create(tx, a, now, res)
+}
+
+func (d *Dispatcher) create(tx store.Tx, a *wire.Alert, now time.Time, res *Result) error {
+	at := a.DetectedAt.UTC()
+	dec := d.router.Route(a, at)
+	inc := store.Incident{
+		ID: newID(), CameraID: a.CameraID, Type: a.Type, Zone: a.Zone, Grid: dec.Grid,
+		Severity: a.Severity, FirstAlertAt: at, LastAlertAt: at, AlertCount: 1,
+		Rule: dec.Rule, SLAProfile: dec.SLAProfile, Why: dec.Why,
+		CreatedAt: now, UpdatedAt: now, Version: 1,
+	}
+	if last, ok, err := tx.LastClosedIncident(a.CameraID, a.Type, a.Zone); err != nil {
+		return err
+	} else if ok {
+		inc.RecurrenceOf = last.ID
+	}
+	var recs []store.OrderRecord
+	for i, agency := range dec.Agencies() {
+		role := order.RoleSupport
+		if i == 0 {
+			role = order.RoleLead
+		}
+		rec := store.OrderRecord{Order: order.New(newID(), inc.ID, agency, role, now), SLAProfile: dec.SLAProfile}
+		if dec.Auto {
+			o, _, err := order.Apply(rec.Order, order.Command{ID: "auto:" + rec.Order.ID, Action: order.ActionDispatch,
+				ExpectedVersion: rec.Order.Version, Actor: ActorDispatcher}, now)
+			if err != nil {
+				return err
+			}
+			rec.Order = o
+		} else if dec.AutoAfter > 0 {
+			rec.AutoDispatchAt = now.Add(dec.AutoAfter)
+		}
+		rec.NextTimerAt = d.nextTimer(rec, now)
+		recs = append(recs, rec)
+	}
+	inc.State = order.Rollup(orders(recs))
+	if err := tx.InsertIncident(inc); err != nil {
+		return err
+	}
+	if err := tx.LinkAlert(inc.ID, a.AlertID, at); err != nil {
+		return err
+	}
+	action := "created"
+	if inc.RecurrenceOf != "" {
+		action = "created:recurrence"
+	}
+	if _, err := tx.AppendAudit(audit.Entry{At: now, Actor: ActorDispatcher, Entity: EntityIncident, EntityID: inc.ID,
+		Action: action, After: snapshot(inc)}); err != nil {
+		return err
+	}
+	for _, rec := range recs {
+		if err := tx.InsertOrder(rec); err != nil {
+			return err
+		}
+		if _, err := tx.AppendAudit(audit.Entry{At: now, Actor: ActorDispatcher, Entity: EntityOrder, EntityID: rec.Order.ID,
+			Action: "created:" + string(rec.Order.State), After: snapshot(rec)}); err != nil {
+			return err
+		}
+		res.Orders = append(res.Orders, rec.Order.ID)
+	}
+	res.IncidentID, res.Created = inc.ID, true
+	return nil
+}
+
+func orders(recs []store.OrderRecord) []order.Order {
+	out := make([]order.Order, len(recs))
+	for i, r := range recs {
+		out[i] = r.Order
+	}
+	return out
+}
+
+// sla is the SLA of a stored order; a profile no longer configured has no
+// deadlines.
+func (d *Dispatcher) sla(rec store.OrderRecord) order.SLA {
+	if p, ok := d.router.Profile(rec.SLAProfile); ok {
+		return p.SLA()
+	}
+	return order.SLA{}
+}
+
+// nextTimer is when the timers must look at rec again: its auto-dispatch
+// while pending, now when a card is due, else the next card change.
+func (d *Dispatcher) nextTimer(rec store.OrderRecord, now time.Time) time.Time {
+	o := rec.Order
+	if o.State == order.StatePending {
+		return rec.AutoDispatchAt
+	}
+	if o.State.Terminal() {
+		return time.Time{}
+	}
+	st, due := order.Due(o, d.sla(rec), now)
+	if due {
+		return now
+	}
+	return st.Next
+}
+
+// ErrForbiddenAction is returned by Transition for actions only central
+// itself takes (raise_card).
+var ErrForbiddenAction = errors.New("dispatch: this action is taken by central's timers only")
+
+// Transition applies a command to an order, rolls the incident's state up
+// and audits both, in one transaction. A retried command (same ID and
+// action) returns the order unchanged. Errors match order.ErrConflict,
+// order.ErrInvalidTransition, order.ErrInvalidCommand,
+// order.ErrCommandReused, store.ErrNotFound or ErrForbiddenAction.
+func (d *Dispatcher) Transition(ctx context.Context, orderID string, cmd order.Command) (store.OrderRecord, error) {
+	if cmd.Action == order.ActionRaiseCard {
+		return store.OrderRecord{}, ErrForbiddenAction
+	}
+	var out store.OrderRecord
+	err := d.st.InTx(ctx, func(tx store.Tx) error {
+		rec, err := tx.GetOrder(orderID)
+		if err != nil {
+			return err
+		}
+		rec, _, err = d.apply(tx, rec, cmd, d.now().UTC(), time.Time{})
+		out = rec
+		return err
+	})
+	if err == nil {
+		d.Wake()
+	}
+	return out, err
+}
+
+// apply applies cmd to rec and stores and audits the result and the
+// incident's new state. claim, when not zero, makes the update a timer
+// claim. changed is false for a retried command.
+func (d *Dispatcher) apply(tx store.Tx, rec store.OrderRecord, cmd order.Command, now, claim time.Time) (store.OrderRecord, bool, error) {
+	before := rec
+	o, ev, err := order.Apply(rec.Order, cmd, now)
+	if err != nil {
+		return rec, false, err
+	}
+	if ev.IsZero() {
+		return rec, false, nil
+	}
+	rec.Order = o
+	if o.State != order.StatePending {
+		rec.AutoDispatchAt = time.Time{}
+	}
+	rec.NextTimerAt = d.nextTimer(rec, now)
+	if err := tx.UpdateOrder(rec, before.Order.Version, claim); err != nil {
+		if errors.Is(err, store.ErrConflict) {
+			return rec, false, fmt.Errorf("order %s: %w (%w)", o.ID, order.ErrConflict, err)
+		}
+		return rec, false, err
+	}
+	action := string(cmd.Action)
+	if cmd.Action == order.ActionRaiseCard {
+		action += ":" + cmd.Card.String() + ":" + string(cmd.Stage)
+	}
+	if _, err := tx.AppendAudit(audit.Entry{At: now, Actor: cmd.Actor, Entity: EntityOrder, EntityID: o.ID,
+		Action: action, Before: snapshot(before), After: snapshot(rec)}); err != nil {
+		return rec, false, err
+	}
+	if before.Order.State == o.State {
+		return rec, true, nil
+	}
+	inc, err := tx.GetIncident(o.IncidentID)
+	if err != nil {
+		return rec, false, err
+	}
+	recs, err := tx.OrdersOf(inc.ID)
+	if err != nil {
+		return rec, false, err
+	}
+	if st := order.Rollup(orders(recs)); st != inc.State {
+		prev, incBefore := inc.Version, inc
+		inc.State, inc.Version, inc.UpdatedAt = st, inc.Version+1, now
+		if err := tx.UpdateIncident(inc, prev); err != nil {
+			return rec, false, err
+		}
+		if _, err := tx.AppendAudit(audit.Entry{At: now, Actor: cmd.Actor, Entity: EntityIncident, EntityID: inc.ID,
+			Action: "state:" + string(st), Before: snapshot(incBefore), After: snapshot(inc)}); err != nil {
+			return rec, false, err
+		}
+	}
+	return rec, true, nil
+}
