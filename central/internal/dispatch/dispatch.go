@@ -117,6 +117,19 @@ type Result struct {
 
 func newID() string { return ulid.Make().String() }
 
+// activity is the part of an incident an added alert changes.
+type activity struct {
+	AlertCount   int64     `json:"alert_count"`
+	FirstAlertAt time.Time `json:"first_alert_at"`
+	LastAlertAt  time.Time `json:"last_alert_at"`
+	Severity     int       `json:"severity"`
+	Version      int64     `json:"version"`
+}
+
+func alertActivity(inc store.Incident) activity {
+	return activity{AlertCount: int64(inc.AlertCount), FirstAlertAt: inc.FirstAlertAt, LastAlertAt: inc.LastAlertAt, Severity: inc.Severity, Version: inc.Version}
+}
+
 func snapshot(v any) json.RawMessage {
 	b, err := json.Marshal(v)
 	if err != nil {
@@ -277,8 +290,10 @@ func (d *Dispatcher) dispatchTx(tx store.Tx, a *wire.Alert, res *Result) error {
 			return err
 		}
 		res.IncidentID = inc.ID
+		// A burst adds many alerts to one incident: the audit records what
+		// each one changed, not the whole incident again.
 		_, err := tx.AppendAudit(audit.Entry{At: now, Actor: ActorDispatcher, Entity: EntityIncident, EntityID: inc.ID,
-			Action: "alert_added:" + a.AlertID, Before: snapshot(before), After: snapshot(inc)})
+			Action: "alert_added:" + a.AlertID, Before: snapshot(alertActivity(before)), After: snapshot(alertActivity(inc))})
 		return err
 	}
 	return d.create(tx, a, now, res)
