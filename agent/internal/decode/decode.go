@@ -163,6 +163,19 @@ func (d *Decoder) LastPTS() time.Duration { return d.lastPTS }
 // and for access units skipped by KeyframeOnly. After an error the decoder
 // waits for the next key frame.
 func (d *Decoder) Decode(au [][]byte, pts time.Duration) (frame gocv.Mat, ok bool, err error) {
+	return d.decode(au, pts, true)
+}
+
+// Skip decodes an access unit the caller does not need as a picture (the
+// frames after it still depend on it) without converting it to BGR, which
+// costs about as much as the decoding itself. It returns the same errors as
+// Decode.
+func (d *Decoder) Skip(au [][]byte, pts time.Duration) error {
+	_, _, err := d.decode(au, pts, false)
+	return err
+}
+
+func (d *Decoder) decode(au [][]byte, pts time.Duration, want bool) (frame gocv.Mat, ok bool, err error) {
 	if d.ctx == nil {
 		return gocv.Mat{}, false, ErrClosed
 	}
@@ -207,8 +220,13 @@ func (d *Decoder) Decode(au [][]byte, pts time.Duration) (frame gocv.Mat, ok boo
 			d.needKey = true
 			return gocv.Mat{}, false, fmt.Errorf("%w: frame decoded with errors (flags %#x)", ErrCorrupt, int(flags))
 		}
-		m, cerr := d.convert()
 		framePTS := time.Duration(d.frame.pts)
+		if !want {
+			C.av_frame_unref(d.frame)
+			d.lastPTS = framePTS
+			continue
+		}
+		m, cerr := d.convert()
 		C.av_frame_unref(d.frame)
 		if cerr != nil {
 			if ok {

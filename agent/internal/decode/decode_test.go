@@ -493,3 +493,50 @@ func TestDecodeFromCamsim(t *testing.T) {
 		t.Logf("%d access units dropped by the test queue", n)
 	}
 }
+
+// Skipping the conversion of frames nobody needs must not change the ones
+// decoded after them: a P-frame decoded after four skipped ones equals the
+// same frame decoded with every picture converted.
+func TestSkipKeepsReferences(t *testing.T) {
+	_, aus := media(t, CodecH264, 3, "", 10, false)
+	const index = 15 // a P-frame in the middle of the second GOP
+	decodeAt := func(skip func(i int) bool) gocv.Mat {
+		d, err := New(CodecH264)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer d.Close()
+		for i, au := range aus {
+			if i != index && skip(i) {
+				if err := d.Skip(au.NALUs, au.PTS); err != nil {
+					t.Fatal(err)
+				}
+				continue
+			}
+			m, ok, err := d.Decode(au.NALUs, au.PTS)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if ok && i == index {
+				return m
+			}
+			if ok {
+				m.Close()
+			}
+		}
+		t.Fatal("frame not reached")
+		return gocv.Mat{}
+	}
+	all := decodeAt(func(int) bool { return false })
+	defer all.Close()
+	some := decodeAt(func(i int) bool { return i%5 != 0 })
+	defer some.Close()
+	diff := gocv.NewMat()
+	defer diff.Close()
+	gocv.AbsDiff(all, some, &diff)
+	flat := diff.Reshape(1, 0)
+	defer flat.Close()
+	if n := gocv.CountNonZero(flat); n != 0 {
+		t.Fatalf("frame %d differs in %d bytes when earlier frames were skipped", index, n)
+	}
+}

@@ -5,6 +5,8 @@ import (
 	"errors"
 	"time"
 
+	"gocv.io/x/gocv"
+
 	"github.com/xueliang/xl/agent/internal/decode"
 	"github.com/xueliang/xl/agent/internal/rtsp"
 )
@@ -76,23 +78,26 @@ func (r *rtspReader) onAccessUnit(au rtsp.AccessUnit) {
 		}
 		r.dec = dec
 	}
+	// Every access unit is decoded (the next ones depend on it), but only
+	// those analysis will take are converted to BGR pictures.
+	want := r.lastOut.IsZero() || au.Wall.Sub(r.lastOut) >= r.interval-5*time.Millisecond
 	start := time.Now()
-	frame, ok, err := r.dec.Decode(au.NALUs, au.PTS)
+	var frame gocv.Mat
+	var ok bool
+	var err error
+	if want {
+		frame, ok, err = r.dec.Decode(au.NALUs, au.PTS)
+	} else {
+		err = r.dec.Skip(au.NALUs, au.PTS)
+	}
 	s.m.DecodeSeconds.WithLabelValues(s.cameraID).Observe(time.Since(start).Seconds())
 	if err != nil {
 		s.m.DecodeErrors.WithLabelValues(s.cameraID).Inc()
 		s.log.Debug("access unit not decoded", "err", err)
 		return
 	}
-	if !ok {
-		return
-	}
-	s.m.FramesRead.WithLabelValues(s.cameraID).Inc()
 	s.m.LastFrame.WithLabelValues(s.cameraID).Set(float64(au.Wall.UnixNano()) / 1e9)
-	if st, _ := s.State(); st != StateStreaming {
-		s.setState(StateStreaming)
-		s.log.Info("first frame", "codec", au.Codec, "width", frame.Cols(), "height", frame.Rows())
-	}
+	s.m.FramesRead.WithLabelValues(s.cameraID).Inc()
 	r.rateN++
 	if el := time.Since(r.rateAt); el >= 5*time.Second {
 		s.mu.Lock()
@@ -100,12 +105,14 @@ func (r *rtspReader) onAccessUnit(au rtsp.AccessUnit) {
 		s.mu.Unlock()
 		r.rateAt, r.rateN = time.Now(), 0
 	}
-	r.seq++
-	// Hand over at most FPS frames per second (5 ms slack for jitter).
-	if !r.lastOut.IsZero() && au.Wall.Sub(r.lastOut) < r.interval-5*time.Millisecond {
-		frame.Close()
+	if !ok {
 		return
 	}
+	if st, _ := s.State(); st != StateStreaming {
+		s.setState(StateStreaming)
+		s.log.Info("first frame", "codec", au.Codec, "width", frame.Cols(), "height", frame.Rows())
+	}
+	r.seq++
 	r.lastOut = au.Wall
 	if s.q.Push(Frame{Mat: frame, At: au.Wall, Seq: r.seq}) {
 		s.m.FramesDropped.WithLabelValues(s.cameraID).Inc()
