@@ -9,6 +9,8 @@ import (
 	"path/filepath"
 	"testing"
 
+	"github.com/xueliang/xl/agent/internal/gocvtest"
+
 	"gocv.io/x/gocv"
 
 	"github.com/xueliang/xl/internal/testenv"
@@ -27,25 +29,11 @@ func TestMain(m *testing.M) {
 		os.Exit(0)
 	}
 	ChildCommand = SelfCommand([]string{"-test.run=^$"}, childEnv+"=1")
-	before := matCount()
-	code := m.Run()
-	if after := matCount(); after != before {
-		fmt.Fprintf(os.Stderr, "gocv Mats leaked: %d open before the tests, %d after:\n%s", before, after, openMats())
-		code = 1
-	}
-	os.Exit(code)
+	os.Exit(gocvtest.RunCheckingMats(m))
 }
 
 // checkMats fails the test when it leaves Mats open (with -tags matprofile).
-func checkMats(t testing.TB) {
-	t.Helper()
-	before := matCount()
-	t.Cleanup(func() {
-		if after := matCount(); after != before {
-			t.Errorf("gocv Mats: %d open before, %d after:\n%s", before, after, openMats())
-		}
-	})
-}
+func checkMats(t testing.TB) { gocvtest.CheckMats(t) }
 
 func quietLog() *slog.Logger { return slog.New(slog.NewTextHandler(io.Discard, nil)) }
 

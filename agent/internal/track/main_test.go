@@ -1,23 +1,18 @@
 package track
 
 import (
-	"fmt"
 	"io"
 	"log/slog"
 	"os"
 	"testing"
+
+	"github.com/xueliang/xl/agent/internal/gocvtest"
 )
 
 // TestMain fails the run when gocv Mats are left open (with -tags
 // matprofile; the YOLOX test reads video frames).
 func TestMain(m *testing.M) {
-	before := matCount()
-	code := m.Run()
-	if after := matCount(); after != before {
-		fmt.Fprintf(os.Stderr, "gocv Mats leaked: %d open before the tests, %d after:\n%s", before, after, openMats())
-		code = 1
-	}
-	os.Exit(code)
+	os.Exit(gocvtest.RunCheckingMats(m))
 }
 
 func testLog(t *testing.T) *slog.Logger {

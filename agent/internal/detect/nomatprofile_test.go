@@ -1,8 +1,0 @@
-//go:build !matprofile
-
-package detect
-
-// matCount is -1 without the matprofile build tag: Mats are not counted.
-func matCount() int { return -1 }
-
-func openMats() string { return "" }
