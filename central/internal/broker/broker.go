@@ -43,6 +43,7 @@ type Broker struct {
 	tcp  *listeners.TCP
 	tls  *listeners.TCP
 	auth *auth
+	m    *metrics
 	log  *slog.Logger
 }
 
@@ -65,7 +66,7 @@ func New(cfg Config, reg prometheus.Registerer, log *slog.Logger) (*Broker, erro
 	if cfg.AllowAnonymous {
 		log.Warn("embedded broker accepts anonymous clients without topic ACLs (broker.allow_anonymous); never do this on a network")
 	}
-	b := &Broker{srv: srv, auth: a, log: log}
+	b := &Broker{srv: srv, auth: a, m: newMetrics(reg), log: log}
 	b.tcp = listeners.NewTCP(listeners.Config{Type: listeners.TypeTCP, ID: "tcp", Address: cfg.Listen})
 	if err := srv.AddListener(b.tcp); err != nil {
 		return nil, fmt.Errorf("broker: listen on %s: %w (another MQTT broker may hold the port; set broker.listen or XL_BROKER_LISTEN)", cfg.Listen, err)

@@ -143,17 +143,22 @@ func snapshot(v any) json.RawMessage {
 // stored and stays visible; it is not retried here.
 func (d *Dispatcher) HandleStored(ctx context.Context, alerts []*wire.Alert) {
 	// One transaction for the whole batch: a burst costs one commit, not
-	// one per alert. If any alert fails, the batch is rolled back and the
+	// one per alert, and an incident that gains many alerts is updated and
+	// audited once. If any alert fails, the batch is rolled back and the
 	// alerts are dispatched one by one, so the others still land.
 	results := make([]Result, len(alerts))
 	ids := make([]string, len(alerts))
 	err := d.st.InTx(ctx, func(tx store.Tx) error {
+		b := &batch{tx: tx, open: make(map[incidentKey]*joined)}
 		for i, a := range alerts {
 			results[i] = Result{}
-			if err := d.dispatchTx(tx, a, &results[i]); err != nil {
+			if err := d.dispatchTx(b, a, &results[i]); err != nil {
 				return fmt.Errorf("alert %s: %w", a.AlertID, err)
 			}
 			ids[i] = a.AlertID
+		}
+		if err := d.flush(b); err != nil {
+			return err
 		}
 		return tx.MarkDispatched(ids)
 	})
@@ -174,6 +179,67 @@ func (d *Dispatcher) HandleStored(ctx context.Context, alerts []*wire.Alert) {
 			}
 		}
 	}
+}
+
+// incidentKey is what groups alerts into one incident.
+type incidentKey struct{ camera, typ, zone string }
+
+// joined is an open incident that alerts of the current batch joined: the
+// alerts are linked at once, the incident is stored and audited once when
+// the batch ends.
+type joined struct {
+	inc      store.Incident // as it will be stored
+	before   store.Incident // as stored before this batch
+	alertIDs []string       // joined in this batch, in order
+}
+
+// batch is the state of one dispatch transaction.
+type batch struct {
+	tx   store.Tx
+	open map[incidentKey]*joined // the latest incident of each key
+	all  []*joined               // every incident joined, in order (a key may have two)
+}
+
+func (b *batch) track(k incidentKey, j *joined) {
+	b.open[k] = j
+	b.all = append(b.all, j)
+}
+
+// latest is the most recent incident of a key as this batch sees it.
+func (b *batch) latest(k incidentKey) (store.Incident, *joined, bool, error) {
+	if j, ok := b.open[k]; ok {
+		return j.inc, j, true, nil
+	}
+	inc, ok, err := b.tx.LatestIncident(k.camera, k.typ, k.zone)
+	return inc, nil, ok, err
+}
+
+// flush stores and audits the incidents that alerts of the batch joined.
+func (d *Dispatcher) flush(b *batch) error {
+	now := d.now().UTC()
+	for _, j := range b.all {
+		if len(j.alertIDs) == 0 {
+			continue
+		}
+		prev := j.before.Version
+		j.inc.Version = prev + 1
+		j.inc.UpdatedAt = now
+		if err := b.tx.UpdateIncident(j.inc, prev); err != nil {
+			return err
+		}
+		// A burst adds many alerts to one incident: the audit records what
+		// they changed and which alerts they were, not the incident again.
+		after := struct {
+			activity
+			AlertIDs []string `json:"alert_ids"`
+		}{alertActivity(j.inc), j.alertIDs}
+		if _, err := b.tx.AppendAudit(audit.Entry{At: now, Actor: ActorDispatcher, Entity: EntityIncident, EntityID: j.inc.ID,
+			Action: "alerts_added", Before: snapshot(alertActivity(j.before)), After: snapshot(after)}); err != nil {
+			return err
+		}
+		j.before, j.alertIDs = j.inc, nil
+	}
+	return nil
 }
 
 // NotifyStored tells the dispatcher that new alerts wait in the store.
@@ -242,7 +308,11 @@ func (d *Dispatcher) Dispatch(ctx context.Context, a *wire.Alert) (Result, error
 	var res Result
 	err := d.st.InTx(ctx, func(tx store.Tx) error {
 		res = Result{}
-		if err := d.dispatchTx(tx, a, &res); err != nil {
+		b := &batch{tx: tx, open: make(map[incidentKey]*joined)}
+		if err := d.dispatchTx(b, a, &res); err != nil {
+			return err
+		}
+		if err := d.flush(b); err != nil {
 			return err
 		}
 		return tx.MarkDispatched([]string{a.AlertID})
@@ -254,8 +324,9 @@ func (d *Dispatcher) Dispatch(ctx context.Context, a *wire.Alert) (Result, error
 	return res, nil
 }
 
-// dispatchTx is Dispatch inside the caller's transaction.
-func (d *Dispatcher) dispatchTx(tx store.Tx, a *wire.Alert, res *Result) error {
+// dispatchTx is Dispatch inside the caller's batch.
+func (d *Dispatcher) dispatchTx(b *batch, a *wire.Alert, res *Result) error {
+	tx := b.tx
 	if id, ok, err := tx.IncidentOfAlert(a.AlertID); err != nil {
 		return err
 	} else if ok {
@@ -264,42 +335,43 @@ func (d *Dispatcher) dispatchTx(tx store.Tx, a *wire.Alert, res *Result) error {
 	}
 	now := d.now().UTC()
 	at := a.DetectedAt.UTC()
-	inc, ok, err := tx.LatestIncident(a.CameraID, a.Type, a.Zone)
+	k := incidentKey{a.CameraID, a.Type, a.Zone}
+	inc, j, ok, err := b.latest(k)
 	if err != nil {
 		return err
 	}
 	if ok && !inc.Closed() && at.Sub(inc.LastAlertAt) <= d.window {
-		before := inc
-		prev := inc.Version
-		inc.AlertCount++
-		if at.After(inc.LastAlertAt) {
-			inc.LastAlertAt = at
+		if j == nil {
+			j = &joined{inc: inc, before: inc}
+			b.track(k, j)
 		}
-		if at.Before(inc.FirstAlertAt) {
-			inc.FirstAlertAt = at
+		j.inc.AlertCount++
+		if at.After(j.inc.LastAlertAt) {
+			j.inc.LastAlertAt = at
 		}
-		if a.Severity > 0 && a.Severity < inc.Severity {
-			inc.Severity = a.Severity
+		if at.Before(j.inc.FirstAlertAt) {
+			j.inc.FirstAlertAt = at
 		}
-		inc.Version++
-		inc.UpdatedAt = now
-		if err := tx.UpdateIncident(inc, prev); err != nil {
+		if a.Severity > 0 && a.Severity < j.inc.Severity {
+			j.inc.Severity = a.Severity
+		}
+		j.alertIDs = append(j.alertIDs, a.AlertID)
+		if err := tx.LinkAlert(j.inc.ID, a.AlertID, at); err != nil {
 			return err
 		}
-		if err := tx.LinkAlert(inc.ID, a.AlertID, at); err != nil {
-			return err
-		}
-		res.IncidentID = inc.ID
-		// A burst adds many alerts to one incident: the audit records what
-		// each one changed, not the whole incident again.
-		_, err := tx.AppendAudit(audit.Entry{At: now, Actor: ActorDispatcher, Entity: EntityIncident, EntityID: inc.ID,
-			Action: "alert_added:" + a.AlertID, Before: snapshot(alertActivity(before)), After: snapshot(alertActivity(inc))})
+		res.IncidentID = j.inc.ID
+		return nil
+	}
+	created, err := d.create(tx, a, now, res)
+	if err != nil {
 		return err
 	}
-	return d.create(tx, a, now, res)
+	// Later alerts of the batch join the new incident.
+	b.track(k, &joined{inc: created, before: created})
+	return nil
 }
 
-func (d *Dispatcher) create(tx store.Tx, a *wire.Alert, now time.Time, res *Result) error {
+func (d *Dispatcher) create(tx store.Tx, a *wire.Alert, now time.Time, res *Result) (store.Incident, error) {
 	at := a.DetectedAt.UTC()
 	dec := d.router.Route(a, at)
 	inc := store.Incident{
@@ -309,7 +381,7 @@ func (d *Dispatcher) create(tx store.Tx, a *wire.Alert, now time.Time, res *Resu
 		CreatedAt: now, UpdatedAt: now, Version: 1,
 	}
 	if last, ok, err := tx.LastClosedIncident(a.CameraID, a.Type, a.Zone); err != nil {
-		return err
+		return store.Incident{}, err
 	} else if ok {
 		inc.RecurrenceOf = last.ID
 	}
@@ -324,7 +396,7 @@ func (d *Dispatcher) create(tx store.Tx, a *wire.Alert, now time.Time, res *Resu
 			o, _, err := order.Apply(rec.Order, order.Command{ID: "auto:" + rec.Order.ID, Action: order.ActionDispatch,
 				ExpectedVersion: rec.Order.Version, Actor: ActorDispatcher}, now)
 			if err != nil {
-				return err
+				return store.Incident{}, err
 			}
 			rec.Order = o
 		} else if dec.AutoAfter > 0 {
@@ -335,10 +407,10 @@ func (d *Dispatcher) create(tx store.Tx, a *wire.Alert, now time.Time, res *Resu
 	}
 	inc.State = order.Rollup(orders(recs))
 	if err := tx.InsertIncident(inc); err != nil {
-		return err
+		return store.Incident{}, err
 	}
 	if err := tx.LinkAlert(inc.ID, a.AlertID, at); err != nil {
-		return err
+		return store.Incident{}, err
 	}
 	action := "created"
 	if inc.RecurrenceOf != "" {
@@ -346,20 +418,20 @@ func (d *Dispatcher) create(tx store.Tx, a *wire.Alert, now time.Time, res *Resu
 	}
 	if _, err := tx.AppendAudit(audit.Entry{At: now, Actor: ActorDispatcher, Entity: EntityIncident, EntityID: inc.ID,
 		Action: action, After: snapshot(inc)}); err != nil {
-		return err
+		return store.Incident{}, err
 	}
 	for _, rec := range recs {
 		if err := tx.InsertOrder(rec); err != nil {
-			return err
+			return store.Incident{}, err
 		}
 		if _, err := tx.AppendAudit(audit.Entry{At: now, Actor: ActorDispatcher, Entity: EntityOrder, EntityID: rec.Order.ID,
 			Action: "created:" + string(rec.Order.State), After: snapshot(rec)}); err != nil {
-			return err
+			return store.Incident{}, err
 		}
 		res.Orders = append(res.Orders, rec.Order.ID)
 	}
 	res.IncidentID, res.Created = inc.ID, true
-	return nil
+	return inc, nil
 }
 
 func orders(recs []store.OrderRecord) []order.Order {

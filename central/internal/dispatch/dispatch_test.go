@@ -3,9 +3,11 @@ package dispatch_test
 import (
 	"context"
 	"database/sql"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"path/filepath"
+	"slices"
 	"sync"
 	"testing"
 	"time"
@@ -447,5 +449,75 @@ func TestDrainDispatchesWaitingAlertsOnce(t *testing.T) {
 	}
 	if _, _, err := f.st.VerifyAudit(ctx); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// One batch mixing two keys, and a gap past the window within one key:
+// every alert lands in the right incident, each incident is stored once
+// with its count, and the audit names every alert an incident gained.
+func TestBatchGroupsPerIncident(t *testing.T) {
+	f := setup(t)
+	ctx := context.Background()
+	lawn := func(at time.Duration) *wire.Alert { return alert("illegal_fishing", t0.Add(at)) }
+	path := func(at time.Duration) *wire.Alert {
+		a := alert("illegal_fishing", t0.Add(at))
+		a.Zone = "path"
+		return a
+	}
+	batch := []*wire.Alert{lawn(0), path(0), lawn(time.Minute), path(time.Minute), lawn(2 * time.Minute),
+		lawn(30 * time.Minute), lawn(31 * time.Minute)} // past the window: a second lawn incident
+	f.store(t, batch...)
+
+	counts := map[string][]int{}
+	byID := map[string]store.Incident{}
+	for _, inc := range f.incidents(t) {
+		counts[inc.Zone] = append(counts[inc.Zone], inc.AlertCount)
+		byID[inc.ID] = inc
+	}
+	slices.Sort(counts["lawn"])
+	if !slices.Equal(counts["lawn"], []int{2, 3}) || !slices.Equal(counts["path"], []int{2}) {
+		t.Fatalf("alert counts per zone: %v", counts)
+	}
+	for id, inc := range byID {
+		ids, err := f.st.IncidentAlertIDs(ctx, id, 100)
+		if err != nil || len(ids) != inc.AlertCount {
+			t.Fatalf("incident %s: %d linked, count %d, %v", id, len(ids), inc.AlertCount, err)
+		}
+		if inc.Version != 2 { // created, then the batch's joins stored once
+			t.Errorf("incident %s version %d, want 2", id, inc.Version)
+		}
+		entries, err := f.st.AuditOf(ctx, dispatch.EntityIncident, id)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var added []string
+		for _, e := range entries {
+			if e.Action == "alerts_added" {
+				var after struct {
+					AlertCount int      `json:"alert_count"`
+					AlertIDs   []string `json:"alert_ids"`
+				}
+				if err := json.Unmarshal(e.After, &after); err != nil {
+					t.Fatal(err)
+				}
+				if after.AlertCount != inc.AlertCount {
+					t.Errorf("audit count %d, stored %d", after.AlertCount, inc.AlertCount)
+				}
+				added = append(added, after.AlertIDs...)
+			}
+		}
+		if len(added) != inc.AlertCount-1 {
+			t.Errorf("incident %s: audit names %d added alerts, want %d", id, len(added), inc.AlertCount-1)
+		}
+	}
+	if _, _, err := f.st.VerifyAudit(ctx); err != nil {
+		t.Fatal(err)
+	}
+	// A later batch joins the open incidents and stores each once more.
+	f.store(t, lawn(32*time.Minute), path(3*time.Minute))
+	for _, inc := range f.incidents(t) {
+		if old := byID[inc.ID]; inc.AlertCount > old.AlertCount && inc.Version != old.Version+1 {
+			t.Errorf("incident %s version %d after one more batch (was %d)", inc.ID, inc.Version, old.Version)
+		}
 	}
 }

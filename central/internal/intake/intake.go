@@ -281,6 +281,19 @@ func (in *Intake) handle(_ mqtt.Client, msg mqtt.Message) {
 	// the broker delivers it again to the next session.
 }
 
+// DeliverAsync is Deliver that reports through done, so the embedded
+// broker reads an agent's next message while this one waits for its
+// batch's commit. done does not block the writer: it runs once per message,
+// from the writer for alerts and before returning for everything else.
+func (in *Intake) DeliverAsync(topic string, payload []byte, done func(stored bool)) {
+	if t, err := wire.ParseAgentTopic(topic); err == nil && t.Kind == wire.KindAlerts {
+		in.m.received.WithLabelValues(t.Kind).Inc()
+		in.deliverAlert(t, payload, done)
+		return
+	}
+	done(in.Deliver(topic, payload))
+}
+
 // Deliver validates and stores one message an agent published. It returns
 // true once the message is stored or definitively rejected, and false when
 // it could not be stored (central is stopping): the message must then be

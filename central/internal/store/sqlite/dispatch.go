@@ -24,7 +24,9 @@ func (s *Store) InTx(ctx context.Context, fn func(store.Tx) error) error {
 		return fmt.Errorf("sqlite: %w", err)
 	}
 	defer tx.Rollback()
-	if err := fn(&dtx{ctx: ctx, q: tx}); err != nil {
+	q := &stmtCache{tx: tx, stmts: make(map[string]*sql.Stmt)}
+	defer q.close()
+	if err := fn(&dtx{ctx: ctx, q: q}); err != nil {
 		return err
 	}
 	if err := tx.Commit(); err != nil {
@@ -59,7 +61,7 @@ func (s *Store) UndispatchedAlerts(ctx context.Context, limit int) ([]*wire.Aler
 // MarkDispatched records that the dispatcher is done with these alerts.
 func (t *dtx) MarkDispatched(alertIDs []string) error {
 	for _, id := range alertIDs {
-		if _, err := t.q.ExecContext(t.ctx, `UPDATE alerts SET dispatched = 1 WHERE alert_id = ?`, id); err != nil {
+		if _, err := t.q.ExecContext(t.ctx, `UPDATE alerts SET dispatched = 1 WHERE alert_id = ? AND dispatched = 0`, id); err != nil {
 			return fmt.Errorf("sqlite: mark dispatched: %w", err)
 		}
 	}
@@ -77,6 +79,63 @@ type querier interface {
 type dtx struct {
 	ctx context.Context
 	q   querier
+	// head is the audit chain's last entry once this transaction has
+	// read or written it: a batch appends many entries and reads the head
+	// once.
+	head    audit.Entry
+	hasHead bool
+}
+
+// stmtCache prepares each statement once per transaction. A dispatch batch
+// runs the same few statements for hundreds of alerts; preparing them
+// every time cost more than running them.
+type stmtCache struct {
+	tx    *sql.Tx
+	stmts map[string]*sql.Stmt
+}
+
+func (c *stmtCache) stmt(ctx context.Context, query string) (*sql.Stmt, error) {
+	if st, ok := c.stmts[query]; ok {
+		return st, nil
+	}
+	st, err := c.tx.PrepareContext(ctx, query)
+	if err != nil {
+		return nil, err
+	}
+	c.stmts[query] = st
+	return st, nil
+}
+
+func (c *stmtCache) ExecContext(ctx context.Context, query string, args ...any) (sql.Result, error) {
+	st, err := c.stmt(ctx, query)
+	if err != nil {
+		return nil, err
+	}
+	return st.ExecContext(ctx, args...)
+}
+
+func (c *stmtCache) QueryContext(ctx context.Context, query string, args ...any) (*sql.Rows, error) {
+	st, err := c.stmt(ctx, query)
+	if err != nil {
+		return nil, err
+	}
+	return st.QueryContext(ctx, args...)
+}
+
+// QueryRowContext returns the preparation error through the row, as
+// database/sql does for an unprepared query.
+func (c *stmtCache) QueryRowContext(ctx context.Context, query string, args ...any) *sql.Row {
+	st, err := c.stmt(ctx, query)
+	if err != nil {
+		return c.tx.QueryRowContext(ctx, query, args...)
+	}
+	return st.QueryRowContext(ctx, args...)
+}
+
+func (c *stmtCache) close() {
+	for _, st := range c.stmts {
+		st.Close()
+	}
 }
 
 func nanos(t time.Time) any {
@@ -291,6 +350,9 @@ func (t *dtx) UpdateOrder(rec store.OrderRecord, prevVersion int64, claimTimer t
 }
 
 func (t *dtx) lastAudit() (audit.Entry, bool, error) {
+	if t.hasHead {
+		return t.head, true, nil
+	}
 	e, err := scanAudit(t.q.QueryRowContext(t.ctx, `SELECT `+auditColumns+` FROM audit ORDER BY seq DESC LIMIT 1`))
 	if errors.Is(err, sql.ErrNoRows) {
 		return e, false, nil
@@ -322,6 +384,7 @@ func (t *dtx) AppendAudit(e audit.Entry) (audit.Entry, error) {
 	if err != nil {
 		return e, fmt.Errorf("sqlite: append audit: %w", err)
 	}
+	t.head, t.hasHead = sealed, true
 	return sealed, nil
 }
 
