@@ -339,3 +339,34 @@ func TestCmdReplyRoundTrip(t *testing.T) {
 		t.Fatalf("reply without cmd_id: %v", err)
 	}
 }
+
+func TestDecodeOrderAck(t *testing.T) {
+	good := `{"schema":"xl.order_ack/v1","order_id":"o1","cmd_id":"c1","action":"accept","expected_version":2,"actor":"unit-7"}`
+	a, err := DecodeOrderAck([]byte(good))
+	if err != nil || a.OrderID != "o1" || a.ExpectedVersion != 2 || a.Actor != "unit-7" {
+		t.Fatalf("%+v %v", a, err)
+	}
+	for _, c := range []struct {
+		in   string
+		want Reason
+	}{
+		{`{`, ReasonBadJSON},
+		{`{"schema":"xl.order/v1","order_id":"o1","cmd_id":"c1","action":"accept","actor":"u"}`, ReasonWrongSchema},
+		{`{"schema":"xl.order_ack/v1","cmd_id":"c1","action":"accept","actor":"u"}`, ReasonMissing},
+		{`{"schema":"xl.order_ack/v1","order_id":"o1","action":"accept","actor":"u"}`, ReasonMissing},
+		{"{\"schema\":\"xl.order_ack/v1\",\"actor\":\"\xff\"}", ReasonInvalidUTF8},
+		{`{"schema":"xl.order_ack/v1","note":"` + strings.Repeat("x", 17<<10) + `"}`, ReasonTooLarge},
+	} {
+		if _, err := DecodeOrderAck([]byte(c.in)); ReasonOf(err) != c.want {
+			t.Errorf("%.60s: %v, want %s", c.in, err, c.want)
+		}
+	}
+	if id, err := ParseAckTopic(AckTopic("river-police")); err != nil || id != "river-police" {
+		t.Fatalf("%q %v", id, err)
+	}
+	for _, bad := range []string{"xl/v1/agencies/x/orders", "xl/v1/agents/x/acks", "xl/v1/agencies//acks", "xl/v1/agencies/+/acks"} {
+		if _, err := ParseAckTopic(bad); err == nil {
+			t.Errorf("%s accepted", bad)
+		}
+	}
+}

@@ -2,6 +2,7 @@ package app
 
 import (
 	"fmt"
+	"net/url"
 	"strings"
 	"time"
 
@@ -25,6 +26,18 @@ type Config struct {
 	// duty officer.
 	Routing   routing.Config `mapstructure:"routing"`
 	Incidents IncidentConfig `mapstructure:"incidents"`
+	Egress    EgressConfig   `mapstructure:"egress"`
+}
+
+// EgressConfig is how orders and card notifications reach agencies.
+type EgressConfig struct {
+	MaxAttempts int           `mapstructure:"max_attempts"` // then the message is a dead letter
+	MinBackoff  time.Duration `mapstructure:"min_backoff"`  // first retry delay, doubling
+	MaxBackoff  time.Duration `mapstructure:"max_backoff"`
+	Timeout     time.Duration `mapstructure:"timeout"` // one webhook call or MQTT publish
+	// WebhookSecret signs webhook bodies (X-XL-Signature: sha256=HMAC);
+	// empty: unsigned. Prefer XL_EGRESS_WEBHOOK_SECRET to the file.
+	WebhookSecret string `mapstructure:"webhook_secret"`
 }
 
 // IncidentConfig groups alerts into incidents.
@@ -38,6 +51,9 @@ type IncidentConfig struct {
 type HTTPConfig struct {
 	Addr  string `mapstructure:"addr"`
 	Pprof bool   `mapstructure:"pprof"` // serve /debug/pprof/ (off: it reveals internals)
+	// PublicURL is central's address as agencies and field units reach it,
+	// for the links in their orders; empty: orders carry no links.
+	PublicURL string `mapstructure:"public_url"`
 }
 
 // StoreConfig selects central's database.
@@ -64,6 +80,7 @@ func DefaultConfig() *Config {
 		Intake:    IntakeConfig{MaxFutureSkew: 5 * time.Minute},
 		Log:       logging.Default(),
 		Incidents: IncidentConfig{Window: 10 * time.Minute},
+		Egress:    EgressConfig{MaxAttempts: 12, MinBackoff: time.Second, MaxBackoff: 5 * time.Minute, Timeout: 10 * time.Second},
 	}
 }
 
@@ -102,6 +119,23 @@ func (c *Config) Validate() []config.FieldError {
 		p.Add("incidents.window", "must be within 1s–168h")
 	}
 	p.Merge("routing", c.Routing.Validate())
+	if c.HTTP.PublicURL != "" {
+		if u, err := url.Parse(c.HTTP.PublicURL); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+			p.Add("http.public_url", "%q is not an http(s) URL", c.HTTP.PublicURL)
+		}
+	}
+	if c.Egress.MaxAttempts < 1 || c.Egress.MaxAttempts > 1000 {
+		p.Add("egress.max_attempts", "must be within 1–1000")
+	}
+	if c.Egress.MinBackoff < 10*time.Millisecond || c.Egress.MinBackoff > c.Egress.MaxBackoff {
+		p.Add("egress.min_backoff", "must be at least 10ms and at most egress.max_backoff")
+	}
+	if c.Egress.MaxBackoff > 24*time.Hour {
+		p.Add("egress.max_backoff", "must be at most 24h")
+	}
+	if c.Egress.Timeout < 100*time.Millisecond || c.Egress.Timeout > 5*time.Minute {
+		p.Add("egress.timeout", "must be within 100ms–5m")
+	}
 	for _, msg := range c.Log.Validate("log") {
 		p.Add("log", "%s", msg)
 	}

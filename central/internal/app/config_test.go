@@ -34,7 +34,7 @@ func TestShippedConfigEqualsDefaults(t *testing.T) {
 		t.Fatalf("demo account: %+v", shipped.Broker.Users)
 	}
 	shipped.Broker.Users = nil
-	if len(shipped.Routing.Rules) != 2 || len(shipped.Routing.Agencies) != 2 {
+	if len(shipped.Routing.Rules) != 2 || len(shipped.Routing.Agencies) != 4 {
 		t.Fatalf("example routing: %+v", shipped.Routing)
 	}
 	shipped.Routing = none.Routing

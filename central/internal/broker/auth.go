@@ -23,6 +23,7 @@ import (
 const (
 	RoleAgent   = "agent"   // may publish only under xl/v1/agents/{its username}/ and read only its cmd topic
 	RoleCentral = "central" // another central replica or tool: everything under xl/v1/
+	RoleAgency  = "agency"  // an agency's gateway or field units: read its orders, send its acks
 )
 
 // User is one broker account. Agents log in with their agent ID as the
@@ -133,7 +134,7 @@ func (a *auth) OnACLCheck(cl *mqtt.Client, topic string, write bool) bool {
 	if u.Role == RoleCentral {
 		return strings.HasPrefix(topic, wire.Root+"/") || strings.HasPrefix(topic, "$share/")
 	}
-	if AgentMay(user, topic, write) {
+	if u.Role == RoleAgency && AgencyMay(user, topic, write) || u.Role == RoleAgent && AgentMay(user, topic, write) {
 		return true
 	}
 	action := "subscribe"
@@ -157,6 +158,15 @@ func AgentMay(agentID, topic string, write bool) bool {
 		return false
 	}
 	return t.Kind == wire.KindStatus || t.Kind == wire.KindAlerts || t.Kind == wire.KindEvidence || t.Kind == wire.KindReplies
+}
+
+// AgencyMay reports whether the agency agencyID may publish (write) or
+// subscribe to topic: subscribe to its own orders, publish its own acks.
+func AgencyMay(agencyID, topic string, write bool) bool {
+	if write {
+		return topic == wire.AckTopic(agencyID)
+	}
+	return topic == wire.OrdersTopic(agencyID)
 }
 
 // HashPassword returns the bcrypt hash to put in broker.users.

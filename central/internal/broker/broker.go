@@ -155,8 +155,8 @@ func (c Config) Validate() []string {
 		if _, err := bcrypt.Cost([]byte(u.PasswordHash)); err != nil {
 			out = append(out, fmt.Sprintf("users[%d].password_hash: not a bcrypt hash (make one with `xl-central passwd`)", i))
 		}
-		if u.Role != RoleAgent && u.Role != RoleCentral {
-			out = append(out, fmt.Sprintf("users[%d].role: %q is not agent or central", i, u.Role))
+		if u.Role != RoleAgent && u.Role != RoleCentral && u.Role != RoleAgency {
+			out = append(out, fmt.Sprintf("users[%d].role: %q is not agent, agency or central", i, u.Role))
 		}
 	}
 	if c.TLS.Listen != "" && (c.TLS.CertFile == "" || c.TLS.KeyFile == "") {

@@ -56,6 +56,10 @@ type Dispatcher struct {
 	m      *metrics
 	wake   chan struct{}
 	stored chan struct{} // new alerts wait in the store
+	// publicURL is central's address as agencies reach it (links in
+	// orders); onEgress is told when messages to agencies were queued.
+	publicURL string
+	onEgress  func()
 }
 
 type metrics struct {
@@ -72,6 +76,11 @@ type Options struct {
 	Now    func() time.Time // clock; default time.Now
 	Reg    prometheus.Registerer
 	Log    *slog.Logger
+	// PublicURL is central's base URL as agencies reach it, for the links
+	// in their orders; empty: no links.
+	PublicURL string
+	// OnEgress is called after a change queued messages to agencies.
+	OnEgress func()
 }
 
 // New is a dispatcher over st routing with r.
@@ -91,7 +100,7 @@ func New(st Store, r *routing.Router, opt Options) *Dispatcher {
 	f := promauto.With(opt.Reg)
 	return &Dispatcher{
 		st: st, router: r, window: opt.Window, now: opt.Now, log: opt.Log.With("component", "dispatch"),
-		wake: make(chan struct{}, 1), stored: make(chan struct{}, 1),
+		wake: make(chan struct{}, 1), stored: make(chan struct{}, 1), publicURL: opt.PublicURL, onEgress: opt.OnEgress,
 		m: &metrics{
 			dispatched: f.NewCounter(prometheus.CounterOpts{Name: "xl_central_dispatch_alerts_total",
 				Help: "Alerts grouped into incidents."}),
@@ -298,6 +307,7 @@ func (d *Dispatcher) count(res Result) {
 		d.m.incidents.Inc()
 		d.m.orders.Add(float64(len(res.Orders)))
 		d.Wake()
+		d.egressQueued()
 	}
 }
 
@@ -428,6 +438,11 @@ func (d *Dispatcher) create(tx store.Tx, a *wire.Alert, now time.Time, res *Resu
 			Action: "created:" + string(rec.Order.State), After: snapshot(rec)}); err != nil {
 			return store.Incident{}, err
 		}
+		if rec.Order.State == order.StateDispatched {
+			if err := d.announce(tx, rec.Order.AgencyID, d.orderMessage(rec, inc, wire.OrderDispatched, now)); err != nil {
+				return store.Incident{}, err
+			}
+		}
 		res.Orders = append(res.Orders, rec.Order.ID)
 	}
 	res.IncidentID, res.Created = inc.ID, true
@@ -493,6 +508,7 @@ func (d *Dispatcher) Transition(ctx context.Context, orderID string, cmd order.C
 	})
 	if err == nil {
 		d.Wake()
+		d.egressQueued()
 	}
 	return out, err
 }
@@ -534,6 +550,16 @@ func (d *Dispatcher) apply(tx store.Tx, rec store.OrderRecord, cmd order.Command
 	inc, err := tx.GetIncident(o.IncidentID)
 	if err != nil {
 		return rec, false, err
+	}
+	if ev, ok := stateEvents[o.State]; ok {
+		if err := d.announce(tx, o.AgencyID, d.orderMessage(rec, inc, ev, now)); err != nil {
+			return rec, false, err
+		}
+	}
+	if o.State == order.StateRejected {
+		if err := d.reroute(tx, rec, inc, now); err != nil {
+			return rec, false, err
+		}
 	}
 	recs, err := tx.OrdersOf(inc.ID)
 	if err != nil {

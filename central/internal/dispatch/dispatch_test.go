@@ -28,11 +28,13 @@ func referenceRouting() routing.Config {
 	return routing.Config{
 		Agencies: []routing.AgencyConfig{
 			{ID: "agri-brigade", NameZH: "农业综合执法大队", Level: "district", Jurisdiction: "HM-ZY"},
-			{ID: "river-police", NameZH: "水上派出所", Level: "district", Jurisdiction: "HM-ZY"},
+			{ID: "river-police", NameZH: "水上派出所", Level: "district", Jurisdiction: "HM-ZY", Webhook: "http://127.0.0.1:9/hook"},
+			{ID: "qz-enforcement", NameZH: "青龙镇综合执法队", Level: "town", Jurisdiction: "HM-ZY-QZ"},
+			{ID: "zy-governance", NameZH: "正余社会治理指挥中心", Level: "district", Jurisdiction: "HM-ZY"},
 		},
 		Grids: []routing.GridConfig{
 			{Code: "HM", NameZH: "海门", Level: "city"},
-			{Code: "HM-ZY", NameZH: "正余", Parent: "HM", Level: "district"},
+			{Code: "HM-ZY", NameZH: "正余", Parent: "HM", Level: "district", Supervisor: "zy-governance"},
 			{Code: "HM-ZY-QZ", NameZH: "青龙镇", Parent: "HM-ZY", Level: "town"},
 			{Code: "HM-ZY-QZ-03", NameZH: "三网格", Parent: "HM-ZY-QZ", Level: "grid"},
 		},
@@ -42,7 +44,7 @@ func referenceRouting() routing.Config {
 		DefaultSLAProfile: "standard",
 		Rules: []routing.RuleConfig{
 			{Name: "illegal-fishing", Match: routing.MatchConfig{Types: []string{"illegal_fishing"}},
-				Result: routing.ResultConfig{Lead: "agri-brigade", Support: []string{"river-police"}}},
+				Result: routing.ResultConfig{Lead: "agri-brigade", Support: []string{"river-police"}, Reroute: []string{"qz-enforcement"}}},
 			{Name: "intrusion", Match: routing.MatchConfig{Types: []string{"intrusion"}, ZoneTags: []string{"no_fishing"}},
 				Result: routing.ResultConfig{Lead: "river-police", Dispatch: "manual", AutoDispatchAfter: 5 * time.Minute}},
 		},
@@ -519,5 +521,96 @@ func TestBatchGroupsPerIncident(t *testing.T) {
 		if old := byID[inc.ID]; inc.AlertCount > old.AlertCount && inc.Version != old.Version+1 {
 			t.Errorf("incident %s version %d after one more batch (was %d)", inc.ID, inc.Version, old.Version)
 		}
+	}
+}
+
+// Orders reach agencies through the egress queue, in the transaction of
+// the change: dispatched orders, a re-routed order after a rejection, the
+// way back to the officer when no agency is left, and card notifications
+// to the order's agency and to the supervisor of the level a card
+// escalates to.
+func TestEgressAndReroute(t *testing.T) {
+	f := setup(t)
+	ctx := context.Background()
+	f.store(t, alert("illegal_fishing", t0))
+	inc := f.incidents(t)[0]
+	var lead, support store.OrderRecord
+	for _, r := range f.orders(t, inc.ID) {
+		if r.Order.Role == order.RoleLead {
+			lead = r
+		} else {
+			support = r
+		}
+	}
+	type sent struct{ agency, channel, event string }
+	msgs := func() []sent {
+		list, err := f.st.ListEgress(ctx, store.EgressFilter{Limit: 1000})
+		if err != nil {
+			t.Fatal(err)
+		}
+		var out []sent
+		for i := len(list) - 1; i >= 0; i-- { // oldest first
+			e := list[i]
+			var m wire.OrderMessage
+			if err := json.Unmarshal(e.Payload, &m); err != nil || m.Schema != wire.SchemaOrder || m.Event != e.Event {
+				t.Fatalf("payload %s: %v", e.Payload, err)
+			}
+			if e.Channel == store.ChannelMQTT && e.Target != wire.OrdersTopic(e.AgencyID) {
+				t.Fatalf("topic %s for %s", e.Target, e.AgencyID)
+			}
+			out = append(out, sent{e.AgencyID, e.Channel, e.Event})
+		}
+		return out
+	}
+	want := []sent{{"agri-brigade", "mqtt", "dispatched"}, {"river-police", "mqtt", "dispatched"}, {"river-police", "webhook", "dispatched"}}
+	if got := msgs(); !slices.Equal(got, want) {
+		t.Fatalf("after dispatch: %v, want %v", got, want)
+	}
+
+	// The lead rejects: its task goes to the next agency of the rule's
+	// re-route list, as a new dispatched order.
+	f.do(t, lead.Order.ID, order.ActionReject, func(c *order.Command) { c.Reason = "boat out of service" })
+	var rerouted store.OrderRecord
+	for _, r := range f.orders(t, inc.ID) {
+		if r.Order.AgencyID == "qz-enforcement" {
+			rerouted = r
+		}
+	}
+	if rerouted.Order.State != order.StateDispatched || rerouted.Order.Role != order.RoleLead {
+		t.Fatalf("re-routed order: %+v", rerouted.Order)
+	}
+	if got := msgs()[3:]; !slices.Equal(got, []sent{{"qz-enforcement", "mqtt", "rerouted"}}) {
+		t.Fatalf("after reject: %v", got)
+	}
+	// It rejects too: nobody is left, the officer decides (audited).
+	f.do(t, rerouted.Order.ID, order.ActionReject, func(c *order.Command) { c.Reason = "not our area" })
+	entries, _ := f.st.AuditOf(ctx, dispatch.EntityIncident, inc.ID)
+	if last := entries[len(entries)-1]; !slices.ContainsFunc(entries, func(e audit.Entry) bool { return e.Action == "reroute:officer" }) {
+		t.Fatalf("no reroute:officer in the audit; last %s", last.Action)
+	}
+	if n := len(f.orders(t, inc.ID)); n != 3 {
+		t.Fatalf("%d orders after the second rejection", n)
+	}
+
+	// The support accepts and does not arrive: blue at 1× the on-scene
+	// time (the town above the grid has no supervisor: only the agency is
+	// told), yellow at 1.5× (the district: its supervisor is told too).
+	f.do(t, support.Order.ID, order.ActionAccept)
+	before := len(msgs())
+	f.clk.Set(t0.Add(31 * time.Minute))
+	if _, err := f.d.FireDue(ctx, f.clk.Now()); err != nil {
+		t.Fatal(err)
+	}
+	f.clk.Set(t0.Add(46 * time.Minute))
+	if _, err := f.d.FireDue(ctx, f.clk.Now()); err != nil {
+		t.Fatal(err)
+	}
+	want = []sent{{"river-police", "mqtt", "card"}, {"river-police", "webhook", "card"},
+		{"river-police", "mqtt", "card"}, {"river-police", "webhook", "card"}, {"zy-governance", "mqtt", "escalation"}}
+	if got := msgs()[before:]; !slices.Equal(got, want) {
+		t.Fatalf("cards: %v, want %v", got, want)
+	}
+	if _, _, err := f.st.VerifyAudit(ctx); err != nil {
+		t.Fatal(err)
 	}
 }

@@ -102,15 +102,21 @@ func (d *Dispatcher) fire(ctx context.Context, id string, now time.Time) (c Card
 				}
 			}
 		}
-		_, changed, err := d.apply(tx, rec, cmd, now, now)
+		rec, changed, err := d.apply(tx, rec, cmd, now, now)
 		if err != nil {
 			return err
 		}
 		ok = changed
+		if ok && !c.Dispatch {
+			return d.announceCard(tx, rec, c, now)
+		}
 		return nil
 	})
 	if err != nil {
 		return Card{}, false, err
+	}
+	if ok {
+		d.egressQueued()
 	}
 	if ok && !c.Dispatch {
 		d.m.cards.WithLabelValues(c.Card.String()).Inc()

@@ -11,6 +11,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -96,6 +97,7 @@ type Intake struct {
 
 	subscribe bool // subscribe to the agents' topics (external broker)
 	writes    chan alertWrite
+	onAck     func(agencyID string, ack *wire.OrderAck) bool
 	onStored  func(ctx context.Context, alerts []*wire.Alert)
 }
 
@@ -150,8 +152,14 @@ func (in *Intake) Ready(context.Context) error {
 }
 
 func (in *Intake) onConnect(c mqtt.Client) {
+	subs := map[string]byte{}
 	if in.subscribe {
-		subs := map[string]byte{wire.AllAlertsFilter: 1, wire.AllEvidenceFilter: 1, wire.AllStatusFilter: 1, wire.AllRepliesFilter: 1}
+		subs = map[string]byte{wire.AllAlertsFilter: 1, wire.AllEvidenceFilter: 1, wire.AllStatusFilter: 1, wire.AllRepliesFilter: 1}
+	}
+	if in.onAck != nil {
+		subs[wire.AllAcksFilter] = 1
+	}
+	if len(subs) > 0 {
 		if err := mqttc.Wait(c.SubscribeMultiple(subs, in.handle), 10*time.Second); err != nil {
 			in.log.Error("subscribe failed; reconnecting", "err", err)
 			go c.Disconnect(100) // the retry loop connects again
@@ -261,7 +269,50 @@ func (in *Intake) Close() error {
 	return nil
 }
 
+// OnOrderAck sets the function that applies agencies' actions on orders
+// (sent on their acks topics). It returns whether the action was settled:
+// applied, or refused for good (a conflict, an invalid action); false
+// leaves the message unacknowledged, to come again. Call before Run.
+func (in *Intake) OnOrderAck(fn func(agencyID string, ack *wire.OrderAck) (settled bool)) {
+	in.onAck = fn
+}
+
+// Publish sends payload on topic with QoS 1 and returns once the broker
+// acknowledged it (messages to agencies).
+func (in *Intake) Publish(ctx context.Context, topic string, payload []byte) error {
+	t := in.client.Publish(topic, 1, false, payload)
+	select {
+	case <-t.Done():
+		return t.Error()
+	case <-ctx.Done():
+		return fmt.Errorf("publish %s: %w", topic, ctx.Err())
+	}
+}
+
+func (in *Intake) handleAck(msg mqtt.Message) {
+	agency, err := wire.ParseAckTopic(msg.Topic())
+	if err != nil {
+		in.reject("order_ack", ReasonBadTopic, err)
+		msg.Ack()
+		return
+	}
+	in.m.received.WithLabelValues("order_ack").Inc()
+	ack, err := wire.DecodeOrderAck(msg.Payload())
+	if err != nil {
+		in.reject("order_ack", wire.ReasonOf(err), fmt.Errorf("agency %s: %w", agency, err))
+		msg.Ack()
+		return
+	}
+	if in.onAck(agency, ack) {
+		msg.Ack()
+	}
+}
+
 func (in *Intake) handle(_ mqtt.Client, msg mqtt.Message) {
+	if in.onAck != nil && strings.HasPrefix(msg.Topic(), wire.Root+"/agencies/") {
+		in.handleAck(msg)
+		return
+	}
 	// Alerts are acknowledged when their batch is committed, so the
 	// handler can take the next message meanwhile; everything else is
 	// stored before the handler returns.

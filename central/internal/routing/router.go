@@ -388,3 +388,14 @@ func orDash(s string) string {
 	}
 	return s
 }
+
+// RerouteOf is the re-route list of the rule named rule (an incident's
+// Rule); nil when no rule of that name is configured any more.
+func (r *Router) RerouteOf(rule string) []string {
+	for _, ru := range r.rules {
+		if ru.name == rule {
+			return slices.Clone(ru.result.Reroute)
+		}
+	}
+	return nil
+}

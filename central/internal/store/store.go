@@ -147,4 +147,44 @@ type Tx interface {
 	AppendAudit(e audit.Entry) (audit.Entry, error)
 	// MarkDispatched records that these alerts are in their incidents.
 	MarkDispatched(alertIDs []string) error
+	// EnqueueEgress stores messages for agencies, to be delivered once
+	// the transaction commits.
+	EnqueueEgress(msgs ...Egress) error
+}
+
+// Egress delivery channels.
+const (
+	ChannelMQTT    = "mqtt"
+	ChannelWebhook = "webhook"
+)
+
+// Egress states.
+const (
+	EgressPending   = "pending"
+	EgressDelivered = "delivered"
+	EgressDead      = "dead" // gave up: counted, listed, retried by hand
+)
+
+// Egress is one message to an agency through one channel.
+type Egress struct {
+	ID          int64     `json:"id"`
+	Channel     string    `json:"channel"` // ChannelMQTT or ChannelWebhook
+	Target      string    `json:"target"`  // topic or URL
+	AgencyID    string    `json:"agency_id"`
+	OrderID     string    `json:"order_id"`
+	Event       string    `json:"event"`
+	Payload     []byte    `json:"-"`
+	CreatedAt   time.Time `json:"created_at"`
+	State       string    `json:"state"`
+	Attempts    int       `json:"attempts"`
+	NextAt      time.Time `json:"next_at,omitzero"`
+	LastError   string    `json:"last_error,omitempty"`
+	DeliveredAt time.Time `json:"delivered_at,omitzero"`
+}
+
+// EgressFilter selects egress messages; zero fields select everything.
+type EgressFilter struct {
+	State   string
+	OrderID string
+	Limit   int
 }

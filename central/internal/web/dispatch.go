@@ -19,6 +19,7 @@ type Incidents interface {
 	IncidentAlerts(ctx context.Context, id string, limit int) ([]store.AlertRecord, error)
 	OrdersOf(ctx context.Context, incidentID string) ([]store.OrderRecord, error)
 	ListOrders(ctx context.Context, agencyID string, limit int) ([]store.OrderRecord, error)
+	GetOrder(ctx context.Context, id string) (store.OrderRecord, error)
 }
 
 // Transitioner applies commands to orders (the dispatcher).
@@ -39,6 +40,7 @@ func (a *API) registerDispatch(mux *http.ServeMux) {
 	mux.HandleFunc("GET /api/v1/incidents", a.listIncidents)
 	mux.HandleFunc("GET /api/v1/incidents/{id}", a.getIncident)
 	mux.HandleFunc("GET /api/v1/orders", a.listOrders)
+	mux.HandleFunc("GET /api/v1/orders/{id}", a.getOrder)
 	if a.tr != nil {
 		mux.HandleFunc("POST /api/v1/orders/{id}/transitions", a.transition)
 	}

@@ -44,6 +44,9 @@ type API struct {
 	log *slog.Logger
 	inc Incidents    // nil: no incident routes
 	tr  Transitioner // nil: orders are read-only
+
+	eg       Egress // nil: no delivery routes
+	egNotify func()
 }
 
 // New returns the API over r; cmd may be nil (no command route).
@@ -62,6 +65,7 @@ func (a *API) Register(mux *http.ServeMux) {
 		mux.HandleFunc("POST /api/v1/agents/{agent_id}/commands", a.command)
 	}
 	a.registerDispatch(mux)
+	a.registerEgress(mux)
 	mux.HandleFunc("/api/", func(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusNotFound, "not_found", "no such API route: "+r.Method+" "+r.URL.Path)
 	})

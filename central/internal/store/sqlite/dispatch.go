@@ -610,3 +610,109 @@ func (s *Store) VerifyAudit(ctx context.Context) (n uint64, head string, err err
 	}
 	return n, head, err
 }
+
+// EnqueueEgress stores messages for agencies, due at once.
+func (t *dtx) EnqueueEgress(msgs ...store.Egress) error {
+	for _, m := range msgs {
+		created := m.CreatedAt
+		if created.IsZero() {
+			created = time.Now()
+		}
+		if _, err := t.q.ExecContext(t.ctx, `INSERT INTO egress (channel, target, agency_id, order_id, event, payload, created_at, state, next_at)
+			VALUES (?, ?, ?, ?, ?, ?, ?, 'pending', ?)`,
+			m.Channel, m.Target, m.AgencyID, m.OrderID, m.Event, string(m.Payload), created.UnixNano(), created.UnixNano()); err != nil {
+			return fmt.Errorf("sqlite: enqueue egress: %w", err)
+		}
+	}
+	return nil
+}
+
+const egressColumns = `id, channel, target, agency_id, order_id, event, payload, created_at, state, attempts, next_at, last_error, delivered_at`
+
+func scanEgress(r scanner) (store.Egress, error) {
+	var e store.Egress
+	var payload string
+	var created int64
+	var next, delivered sql.NullInt64
+	if err := r.Scan(&e.ID, &e.Channel, &e.Target, &e.AgencyID, &e.OrderID, &e.Event, &payload, &created, &e.State,
+		&e.Attempts, &next, &e.LastError, &delivered); err != nil {
+		return e, err
+	}
+	e.Payload = []byte(payload)
+	e.CreatedAt = time.Unix(0, created).UTC()
+	e.NextAt, e.DeliveredAt = fromNanos(next), fromNanos(delivered)
+	return e, nil
+}
+
+func (s *Store) egress(ctx context.Context, q string, args ...any) ([]store.Egress, error) {
+	rows, err := s.db.QueryContext(ctx, `SELECT `+egressColumns+` FROM egress `+q, args...)
+	if err != nil {
+		return nil, fmt.Errorf("sqlite: egress: %w", err)
+	}
+	defer rows.Close()
+	var out []store.Egress
+	for rows.Next() {
+		e, err := scanEgress(rows)
+		if err != nil {
+			return nil, fmt.Errorf("sqlite: egress: %w", err)
+		}
+		out = append(out, e)
+	}
+	return out, rows.Err()
+}
+
+// DueEgress returns up to limit pending messages due at now, in the order
+// they were queued. A message waits while an earlier one to the same
+// target waits for its retry, so each target gets its messages in order.
+func (s *Store) DueEgress(ctx context.Context, now time.Time, limit int) ([]store.Egress, error) {
+	return s.egress(ctx, `WHERE next_at IS NOT NULL AND next_at <= ?1 AND NOT EXISTS (
+		SELECT 1 FROM egress e2 WHERE e2.channel = egress.channel AND e2.target = egress.target
+			AND e2.next_at IS NOT NULL AND e2.id < egress.id AND e2.next_at > ?1)
+		ORDER BY id LIMIT ?2`, now.UnixNano(), limit)
+}
+
+// NextEgress is when the earliest pending message is due.
+func (s *Store) NextEgress(ctx context.Context) (time.Time, bool, error) {
+	var at sql.NullInt64
+	if err := s.db.QueryRowContext(ctx, `SELECT min(next_at) FROM egress WHERE next_at IS NOT NULL`).Scan(&at); err != nil {
+		return time.Time{}, false, fmt.Errorf("sqlite: next egress: %w", err)
+	}
+	return fromNanos(at), at.Valid, nil
+}
+
+// UpdateEgress records an attempt: e's state, attempts, next due time,
+// last error and delivery time, as the caller set them. Only a pending
+// message changes (ErrConflict otherwise), so two senders cannot both
+// record one.
+func (s *Store) UpdateEgress(ctx context.Context, e store.Egress) error {
+	var next any
+	if e.State == store.EgressPending {
+		next = e.NextAt.UnixNano()
+	}
+	res, err := s.db.ExecContext(ctx, `UPDATE egress SET state = ?, attempts = ?, next_at = ?, last_error = ?, delivered_at = ?
+		WHERE id = ? AND state = 'pending'`, e.State, e.Attempts, next, e.LastError, nanos(e.DeliveredAt), e.ID)
+	return affectedOne(res, err, "update egress")
+}
+
+// RetryEgress makes a dead message pending again, due at now.
+func (s *Store) RetryEgress(ctx context.Context, id int64, now time.Time) error {
+	res, err := s.db.ExecContext(ctx, `UPDATE egress SET state = 'pending', next_at = ? WHERE id = ? AND state = 'dead'`, now.UnixNano(), id)
+	return affectedOne(res, err, "retry egress")
+}
+
+// ListEgress lists messages, newest first.
+func (s *Store) ListEgress(ctx context.Context, f store.EgressFilter) ([]store.Egress, error) {
+	q, args := `WHERE 1=1`, []any{}
+	if f.State != "" {
+		q += ` AND state = ?`
+		args = append(args, f.State)
+	}
+	if f.OrderID != "" {
+		q += ` AND order_id = ?`
+		args = append(args, f.OrderID)
+	}
+	if f.Limit <= 0 || f.Limit > 1000 {
+		f.Limit = 100
+	}
+	return s.egress(ctx, q+` ORDER BY id DESC LIMIT ?`, append(args, f.Limit)...)
+}
