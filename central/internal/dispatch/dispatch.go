@@ -157,14 +157,20 @@ func (d *Dispatcher) HandleStored(ctx context.Context, alerts []*wire.Alert) {
 	// alerts are dispatched one by one, so the others still land.
 	results := make([]Result, len(alerts))
 	ids := make([]string, len(alerts))
+	for i, a := range alerts {
+		ids[i] = a.AlertID
+	}
 	err := d.st.InTx(ctx, func(tx store.Tx) error {
-		b := &batch{tx: tx, open: make(map[incidentKey]*joined)}
+		linked, err := tx.IncidentsOfAlerts(ids)
+		if err != nil {
+			return err
+		}
+		b := &batch{tx: tx, open: make(map[incidentKey]*joined), linked: linked}
 		for i, a := range alerts {
 			results[i] = Result{}
 			if err := d.dispatchTx(b, a, &results[i]); err != nil {
 				return fmt.Errorf("alert %s: %w", a.AlertID, err)
 			}
-			ids[i] = a.AlertID
 		}
 		if err := d.flush(b); err != nil {
 			return err
@@ -204,9 +210,10 @@ type joined struct {
 
 // batch is the state of one dispatch transaction.
 type batch struct {
-	tx   store.Tx
-	open map[incidentKey]*joined // the latest incident of each key
-	all  []*joined               // every incident joined, in order (a key may have two)
+	tx     store.Tx
+	linked map[string]string       // alert → incident, for alerts dispatched before
+	open   map[incidentKey]*joined // the latest incident of each key
+	all    []*joined               // every incident joined, in order (a key may have two)
 }
 
 func (b *batch) track(k incidentKey, j *joined) {
@@ -318,7 +325,11 @@ func (d *Dispatcher) Dispatch(ctx context.Context, a *wire.Alert) (Result, error
 	var res Result
 	err := d.st.InTx(ctx, func(tx store.Tx) error {
 		res = Result{}
-		b := &batch{tx: tx, open: make(map[incidentKey]*joined)}
+		linked, err := tx.IncidentsOfAlerts([]string{a.AlertID})
+		if err != nil {
+			return err
+		}
+		b := &batch{tx: tx, open: make(map[incidentKey]*joined), linked: linked}
 		if err := d.dispatchTx(b, a, &res); err != nil {
 			return err
 		}
@@ -337,12 +348,11 @@ func (d *Dispatcher) Dispatch(ctx context.Context, a *wire.Alert) (Result, error
 // dispatchTx is Dispatch inside the caller's batch.
 func (d *Dispatcher) dispatchTx(b *batch, a *wire.Alert, res *Result) error {
 	tx := b.tx
-	if id, ok, err := tx.IncidentOfAlert(a.AlertID); err != nil {
-		return err
-	} else if ok {
+	if id, ok := b.linked[a.AlertID]; ok {
 		res.IncidentID, res.Duplicate = id, true
 		return nil
 	}
+	b.linked[a.AlertID] = "" // a repeat later in the batch is a duplicate
 	now := d.now().UTC()
 	at := a.DetectedAt.UTC()
 	k := incidentKey{a.CameraID, a.Type, a.Zone}

@@ -124,8 +124,9 @@ var ErrConflict = errors.New("conflict: changed concurrently")
 // Tx is one transaction of the dispatcher. Every method works inside it;
 // nothing is visible to others before the transaction commits.
 type Tx interface {
-	// IncidentOfAlert is the incident an alert joined, when it did.
-	IncidentOfAlert(alertID string) (incidentID string, ok bool, err error)
+	// IncidentsOfAlerts maps those of alertIDs that joined an incident to
+	// their incident.
+	IncidentsOfAlerts(alertIDs []string) (map[string]string, error)
 	// LatestIncident is the most recently created incident of a key.
 	LatestIncident(cameraID, typ, zone string) (Incident, bool, error)
 	// LastClosedIncident is the most recently created closed incident of a key.

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"iter"
+	"strings"
 	"time"
 
 	"github.com/xueliang/xl/central/internal/audit"
@@ -60,8 +61,14 @@ func (s *Store) UndispatchedAlerts(ctx context.Context, limit int) ([]*wire.Aler
 
 // MarkDispatched records that the dispatcher is done with these alerts.
 func (t *dtx) MarkDispatched(alertIDs []string) error {
-	for _, id := range alertIDs {
-		if _, err := t.q.ExecContext(t.ctx, `UPDATE alerts SET dispatched = 1 WHERE alert_id = ? AND dispatched = 0`, id); err != nil {
+	for len(alertIDs) > 0 {
+		chunk := alertIDs[:min(inChunk, len(alertIDs))]
+		alertIDs = alertIDs[len(chunk):]
+		args := make([]any, len(chunk))
+		for i, id := range chunk {
+			args[i] = id
+		}
+		if _, err := t.q.ExecContext(t.ctx, `UPDATE alerts SET dispatched = 1 WHERE dispatched = 0 AND alert_id IN (`+placeholders(len(chunk))+`)`, args...); err != nil {
 			return fmt.Errorf("sqlite: mark dispatched: %w", err)
 		}
 	}
@@ -185,20 +192,47 @@ func (t *dtx) incident(q string, args ...any) (store.Incident, bool, error) {
 	return inc, true, nil
 }
 
-func (t *dtx) IncidentOfAlert(alertID string) (string, bool, error) {
-	var id string
-	err := t.q.QueryRowContext(t.ctx, `SELECT incident_id FROM incident_alerts WHERE alert_id = ?`, alertID).Scan(&id)
-	if errors.Is(err, sql.ErrNoRows) {
-		return "", false, nil
+// inChunk is the most alert IDs one IN (…) list carries.
+const inChunk = 500
+
+// placeholders is "?, ?, …" for n parameters.
+func placeholders(n int) string {
+	return strings.TrimSuffix(strings.Repeat("?, ", n), ", ")
+}
+
+func (t *dtx) IncidentsOfAlerts(alertIDs []string) (map[string]string, error) {
+	out := map[string]string{}
+	for len(alertIDs) > 0 {
+		chunk := alertIDs[:min(inChunk, len(alertIDs))]
+		alertIDs = alertIDs[len(chunk):]
+		args := make([]any, len(chunk))
+		for i, id := range chunk {
+			args[i] = id
+		}
+		rows, err := t.q.QueryContext(t.ctx, `SELECT alert_id, incident_id FROM incident_alerts WHERE alert_id IN (`+placeholders(len(chunk))+`)`, args...)
+		if err != nil {
+			return nil, fmt.Errorf("sqlite: incidents of alerts: %w", err)
+		}
+		for rows.Next() {
+			var a, inc string
+			if err := rows.Scan(&a, &inc); err != nil {
+				rows.Close()
+				return nil, fmt.Errorf("sqlite: incidents of alerts: %w", err)
+			}
+			out[a] = inc
+		}
+		rows.Close()
+		if err := rows.Err(); err != nil {
+			return nil, fmt.Errorf("sqlite: incidents of alerts: %w", err)
+		}
 	}
-	if err != nil {
-		return "", false, fmt.Errorf("sqlite: incident of alert: %w", err)
-	}
-	return id, true, nil
+	return out, nil
 }
 
 func (t *dtx) LatestIncident(cameraID, typ, zone string) (store.Incident, bool, error) {
-	return t.incident(`WHERE camera_id = ? AND type = ? AND zone = ? ORDER BY created_at DESC, id DESC LIMIT 1`, cameraID, typ, zone)
+	// A key's incidents do not overlap in time, so the latest created is
+	// the one with the latest alert (which the index orders by).
+	return t.incident(`WHERE camera_id = ? AND type = ? AND zone = ? ORDER BY last_alert_at DESC, created_at DESC, id DESC LIMIT 1`, cameraID, typ, zone)
 }
 
 func (t *dtx) LastClosedIncident(cameraID, typ, zone string) (store.Incident, bool, error) {
