@@ -3,7 +3,6 @@ package postgres
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"iter"
 	"strconv"
@@ -20,7 +19,7 @@ import (
 
 // InTx runs fn in one transaction: committed when fn returns nil, rolled
 // back otherwise. It first takes the schema's transaction lock (an advisory
-// lock held until commit), so the dispatcher's transactions of every replica
+// lock held until commit or rollback), so the dispatcher's transactions of every replica
 // run one after the other, as SQLite's writers do: the audit chain stays
 // linear (each append reads the head another replica just wrote), an
 // alert's incident is looked up and created without a race, and an
@@ -31,10 +30,14 @@ func (s *Store) InTx(ctx context.Context, fn func(store.Tx) error) error {
 		return fmt.Errorf("postgres: begin: %w", err)
 	}
 	defer tx.Rollback(ctx)
-	if _, err := tx.Exec(ctx, `SELECT pg_advisory_xact_lock($1)`, s.txLock); err != nil {
-		return fmt.Errorf("postgres: transaction lock: %w", err)
+	// The lock goes to the server with the transaction's first statement,
+	// and is taken before it runs.
+	t := &dtx{ctx: ctx, q: tx, tx: tx, pending: &pgx.Batch{}}
+	_ = t.write("transaction lock", `SELECT pg_advisory_xact_lock($1)`, s.txLock) // queued: fails with the first statement
+	if err := fn(t); err != nil {
+		return err
 	}
-	if err := fn(&dtx{ctx: ctx, q: tx}); err != nil {
+	if err := t.flush(); err != nil {
 		return err
 	}
 	if err := tx.Commit(ctx); err != nil {
@@ -83,10 +86,7 @@ func (s *Store) UndispatchedAlerts(ctx context.Context, limit int) ([]*wire.Aler
 
 // MarkDispatched records that the dispatcher is done with these alerts.
 func (t *dtx) MarkDispatched(alertIDs []string) error {
-	if _, err := t.q.Exec(t.ctx, `DELETE FROM dispatch_queue WHERE alert_id = ANY($1)`, alertIDs); err != nil {
-		return fmt.Errorf("postgres: mark dispatched: %w", err)
-	}
-	return nil
+	return t.write("mark dispatched", `DELETE FROM dispatch_queue WHERE alert_id = ANY($1)`, alertIDs)
 }
 
 // querier is a transaction or the pool.
@@ -97,9 +97,105 @@ type querier interface {
 }
 
 // dtx implements store.Tx; reads outside a transaction use it over the pool.
+//
+// Inside InTx, statements whose only result is an error (inserts of
+// incidents, orders, alert links and audit entries, dispatched marks) are
+// not sent at once: they wait in pending and go to the server in one round
+// trip (a pipeline) with the next statement that returns something, or
+// before the commit. Reads still see them, and their errors still fail the
+// transaction, reported by that later call. A dispatched alert then costs
+// three round trips instead of six.
 type dtx struct {
-	ctx context.Context
-	q   querier
+	ctx     context.Context
+	q       querier
+	tx      pgx.Tx     // nil outside InTx
+	pending *pgx.Batch // nil outside InTx
+	// chain is the audit chain after this transaction's last append: no
+	// other transaction appends while InTx holds its lock.
+	chain *audit.Chain
+}
+
+// write runs sql now, or inside InTx with the next statement.
+func (t *dtx) write(what, sql string, args ...any) error {
+	if t.pending == nil {
+		if _, err := t.q.Exec(t.ctx, sql, args...); err != nil {
+			return fmt.Errorf("postgres: %s: %w", what, err)
+		}
+		return nil
+	}
+	t.pending.Queue(sql, args...).Fn = func(br pgx.BatchResults) error {
+		if _, err := br.Exec(); err != nil {
+			return fmt.Errorf("earlier %s in this transaction: %w", what, err)
+		}
+		return nil
+	}
+	return nil
+}
+
+// send runs the waiting writes and then q in one round trip.
+func (t *dtx) send(q *pgx.QueuedQuery) error {
+	b := t.pending
+	t.pending = &pgx.Batch{}
+	if q != nil {
+		b.QueuedQueries = append(b.QueuedQueries, q)
+	}
+	if b.Len() == 0 {
+		return nil
+	}
+	return t.tx.SendBatch(t.ctx, b).Close()
+}
+
+// flush runs the waiting writes.
+func (t *dtx) flush() error {
+	if t.pending == nil {
+		return nil
+	}
+	if err := t.send(nil); err != nil {
+		return fmt.Errorf("postgres: %w", err)
+	}
+	return nil
+}
+
+// query runs sql after the waiting writes and hands its rows to fn, which
+// reads them all. fn must not fail for a missing row: a failing batch
+// drops pgx's prepared statements.
+func (t *dtx) query(sql string, args []any, fn func(pgx.Rows) error) error {
+	if t.pending == nil || t.pending.Len() == 0 {
+		rows, err := t.q.Query(t.ctx, sql, args...)
+		if err != nil {
+			return err
+		}
+		defer rows.Close()
+		if err := fn(rows); err != nil {
+			return err
+		}
+		return rows.Err()
+	}
+	q := &pgx.QueuedQuery{SQL: sql, Arguments: args}
+	q.Query(fn)
+	return t.send(q)
+}
+
+// exec runs sql after the waiting writes and returns its command tag.
+func (t *dtx) exec(sql string, args ...any) (pgconn.CommandTag, error) {
+	if t.pending == nil || t.pending.Len() == 0 {
+		return t.q.Exec(t.ctx, sql, args...)
+	}
+	var tag pgconn.CommandTag
+	q := &pgx.QueuedQuery{SQL: sql, Arguments: args}
+	q.Exec(func(ct pgconn.CommandTag) error { tag = ct; return nil })
+	return tag, t.send(q)
+}
+
+// collect reads every row with scan.
+func collect[T any](t *dtx, sql string, args []any, scan pgx.RowToFunc[T]) ([]T, error) {
+	var out []T
+	err := t.query(sql, args, func(rows pgx.Rows) error {
+		var err error
+		out, err = pgx.CollectRows(rows, scan)
+		return err
+	})
+	return out, err
 }
 
 func nanos(t time.Time) *int64 {
@@ -142,39 +238,34 @@ func scanIncident(r pgx.CollectableRow) (store.Incident, error) {
 }
 
 func (t *dtx) incident(q string, args ...any) (store.Incident, bool, error) {
-	rows, err := t.q.Query(t.ctx, `SELECT `+incidentColumns+` FROM incidents `+q, args...)
+	list, err := collect(t, `SELECT `+incidentColumns+` FROM incidents `+q+` LIMIT 1`, args, scanIncident)
 	if err != nil {
 		return store.Incident{}, false, fmt.Errorf("postgres: incident: %w", err)
 	}
-	inc, err := pgx.CollectExactlyOneRow(rows, scanIncident)
-	if errors.Is(err, pgx.ErrNoRows) {
-		return inc, false, nil
+	if len(list) == 0 {
+		return store.Incident{}, false, nil
 	}
-	if err != nil {
-		return inc, false, fmt.Errorf("postgres: incident: %w", err)
-	}
-	return inc, true, nil
+	return list[0], true, nil
 }
 
 func (t *dtx) IncidentOfAlert(alertID string) (string, bool, error) {
-	var id string
-	err := t.q.QueryRow(t.ctx, `SELECT incident_id FROM incident_alerts WHERE alert_id = $1`, alertID).Scan(&id)
-	if errors.Is(err, pgx.ErrNoRows) {
-		return "", false, nil
-	}
+	list, err := collect(t, `SELECT incident_id FROM incident_alerts WHERE alert_id = $1`, []any{alertID}, pgx.RowTo[string])
 	if err != nil {
 		return "", false, fmt.Errorf("postgres: incident of alert: %w", err)
 	}
-	return id, true, nil
+	if len(list) == 0 {
+		return "", false, nil
+	}
+	return list[0], true, nil
 }
 
 func (t *dtx) LatestIncident(cameraID, typ, zone string) (store.Incident, bool, error) {
-	return t.incident(`WHERE camera_id = $1 AND type = $2 AND zone = $3 ORDER BY created_at DESC, id DESC LIMIT 1`, cameraID, typ, zone)
+	return t.incident(`WHERE camera_id = $1 AND type = $2 AND zone = $3 ORDER BY created_at DESC, id DESC`, cameraID, typ, zone)
 }
 
 func (t *dtx) LastClosedIncident(cameraID, typ, zone string) (store.Incident, bool, error) {
 	return t.incident(`WHERE camera_id = $1 AND type = $2 AND zone = $3 AND state IN ('closed', 'false_alarm', 'cancelled')
-		ORDER BY created_at DESC, id DESC LIMIT 1`, cameraID, typ, zone)
+		ORDER BY created_at DESC, id DESC`, cameraID, typ, zone)
 }
 
 func (t *dtx) GetIncident(id string) (store.Incident, error) {
@@ -201,18 +292,14 @@ func nullString(s string) *string {
 }
 
 func (t *dtx) InsertIncident(inc store.Incident) error {
-	_, err := t.q.Exec(t.ctx, `INSERT INTO incidents (`+incidentColumns+`)
+	return t.write("insert incident", `INSERT INTO incidents (`+incidentColumns+`)
 		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17)`,
 		inc.ID, inc.CameraID, inc.Type, inc.Zone, inc.Grid, string(inc.State), inc.Severity, inc.FirstAlertAt.UnixNano(), inc.LastAlertAt.UnixNano(),
 		inc.AlertCount, nullString(inc.RecurrenceOf), inc.Rule, inc.SLAProfile, whyJSON(inc.Why), inc.CreatedAt.UnixNano(), inc.UpdatedAt.UnixNano(), inc.Version)
-	if err != nil {
-		return fmt.Errorf("postgres: insert incident: %w", err)
-	}
-	return nil
 }
 
 func (t *dtx) UpdateIncident(inc store.Incident, prevVersion int64) error {
-	tag, err := t.q.Exec(t.ctx, `UPDATE incidents SET grid = $1, state = $2, severity = $3, first_alert_at = $4, last_alert_at = $5,
+	tag, err := t.exec(`UPDATE incidents SET grid = $1, state = $2, severity = $3, first_alert_at = $4, last_alert_at = $5,
 		alert_count = $6, rule = $7, sla_profile = $8, why = $9, updated_at = $10, version = $11 WHERE id = $12 AND version = $13`,
 		inc.Grid, string(inc.State), inc.Severity, inc.FirstAlertAt.UnixNano(), inc.LastAlertAt.UnixNano(), inc.AlertCount,
 		inc.Rule, inc.SLAProfile, whyJSON(inc.Why), inc.UpdatedAt.UnixNano(), inc.Version, inc.ID, prevVersion)
@@ -230,12 +317,8 @@ func affectedOne(tag pgconn.CommandTag, err error, what string) error {
 }
 
 func (t *dtx) LinkAlert(incidentID, alertID string, detectedAt time.Time) error {
-	_, err := t.q.Exec(t.ctx, `INSERT INTO incident_alerts (alert_id, incident_id, detected_at) VALUES ($1, $2, $3)`,
+	return t.write("link alert", `INSERT INTO incident_alerts (alert_id, incident_id, detected_at) VALUES ($1, $2, $3)`,
 		alertID, incidentID, detectedAt.UnixNano())
-	if err != nil {
-		return fmt.Errorf("postgres: link alert: %w", err)
-	}
-	return nil
 }
 
 const orderColumns = `data, sla_profile, auto_dispatch_at, next_timer_at`
@@ -255,11 +338,7 @@ func scanOrder(r pgx.CollectableRow) (store.OrderRecord, error) {
 }
 
 func (t *dtx) orders(q string, args ...any) ([]store.OrderRecord, error) {
-	rows, err := t.q.Query(t.ctx, `SELECT `+orderColumns+` FROM orders `+q, args...)
-	if err != nil {
-		return nil, fmt.Errorf("postgres: orders: %w", err)
-	}
-	out, err := pgx.CollectRows(rows, scanOrder)
+	out, err := collect(t, `SELECT `+orderColumns+` FROM orders `+q, args, scanOrder)
 	if err != nil {
 		return nil, fmt.Errorf("postgres: orders: %w", err)
 	}
@@ -267,18 +346,14 @@ func (t *dtx) orders(q string, args ...any) ([]store.OrderRecord, error) {
 }
 
 func (t *dtx) GetOrder(id string) (store.OrderRecord, error) {
-	rows, err := t.q.Query(t.ctx, `SELECT `+orderColumns+` FROM orders WHERE id = $1`, id)
+	list, err := collect(t, `SELECT `+orderColumns+` FROM orders WHERE id = $1`, []any{id}, scanOrder)
 	if err != nil {
 		return store.OrderRecord{}, fmt.Errorf("postgres: get order: %w", err)
 	}
-	rec, err := pgx.CollectExactlyOneRow(rows, scanOrder)
-	if errors.Is(err, pgx.ErrNoRows) {
-		return rec, store.ErrNotFound
+	if len(list) == 0 {
+		return store.OrderRecord{}, store.ErrNotFound
 	}
-	if err != nil {
-		return rec, fmt.Errorf("postgres: get order: %w", err)
-	}
-	return rec, nil
+	return list[0], nil
 }
 
 func (t *dtx) OrdersOf(incidentID string) ([]store.OrderRecord, error) {
@@ -291,13 +366,9 @@ func (t *dtx) InsertOrder(rec store.OrderRecord) error {
 	if err != nil {
 		return err
 	}
-	_, err = t.q.Exec(t.ctx, `INSERT INTO orders (id, incident_id, agency_id, role, state, version, data, sla_profile, auto_dispatch_at, next_timer_at)
+	return t.write("insert order", `INSERT INTO orders (id, incident_id, agency_id, role, state, version, data, sla_profile, auto_dispatch_at, next_timer_at)
 		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)`, o.ID, o.IncidentID, o.AgencyID, string(o.Role), string(o.State), o.Version, string(data),
 		rec.SLAProfile, nanos(rec.AutoDispatchAt), nanos(rec.NextTimerAt))
-	if err != nil {
-		return fmt.Errorf("postgres: insert order: %w", err)
-	}
-	return nil
 }
 
 func (t *dtx) UpdateOrder(rec store.OrderRecord, prevVersion int64, claimTimer time.Time) error {
@@ -313,7 +384,7 @@ func (t *dtx) UpdateOrder(rec store.OrderRecord, prevVersion int64, claimTimer t
 		q += ` AND next_timer_at <= $9`
 		args = append(args, claimTimer.UnixNano())
 	}
-	tag, err := t.q.Exec(t.ctx, q, args...)
+	tag, err := t.exec(q, args...)
 	return affectedOne(tag, err, "update order")
 }
 
@@ -346,32 +417,30 @@ func rawOrNull(b json.RawMessage) *string {
 
 // AppendAudit seals e after the chain's head. InTx holds the transaction
 // lock, so no other replica appends between the read of the head and the
-// insert.
+// insert, and the head is read once per transaction.
 func (t *dtx) AppendAudit(e audit.Entry) (audit.Entry, error) {
-	rows, err := t.q.Query(t.ctx, `SELECT `+auditColumns+` FROM audit ORDER BY seq DESC LIMIT 1`)
-	if err != nil {
-		return e, fmt.Errorf("postgres: audit head: %w", err)
-	}
-	last, err := pgx.CollectExactlyOneRow(rows, scanAudit)
-	chain := audit.NewChain(nil)
-	switch {
-	case errors.Is(err, pgx.ErrNoRows):
-	case err != nil:
-		return e, fmt.Errorf("postgres: audit head: %w", err)
-	default:
-		if chain, err = audit.Resume(last, nil); err != nil {
-			return e, err
+	if t.chain == nil {
+		last, err := collect(t, `SELECT `+auditColumns+` FROM audit ORDER BY seq DESC LIMIT 1`, nil, scanAudit)
+		if err != nil {
+			return e, fmt.Errorf("postgres: audit head: %w", err)
 		}
+		chain := audit.NewChain(nil)
+		if len(last) == 1 {
+			if chain, err = audit.Resume(last[0], nil); err != nil {
+				return e, err
+			}
+		}
+		t.chain = chain
 	}
-	sealed, err := chain.Append(e)
+	sealed, err := t.chain.Append(e)
 	if err != nil {
 		return e, err
 	}
-	_, err = t.q.Exec(t.ctx, `INSERT INTO audit (`+auditColumns+`) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)`,
+	err = t.write("append audit", `INSERT INTO audit (`+auditColumns+`) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)`,
 		int64(sealed.Seq), sealed.At.UnixNano(), sealed.Actor, sealed.Entity, sealed.EntityID, sealed.Action,
 		rawOrNull(sealed.Before), rawOrNull(sealed.After), sealed.PrevHash, sealed.Hash)
 	if err != nil {
-		return e, fmt.Errorf("postgres: append audit: %w", err)
+		return e, err
 	}
 	return sealed, nil
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"slices"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -209,5 +210,24 @@ func TestOpenErrors(t *testing.T) {
 	_, err := Open(ctx, pgtest.WithSearchPath(t, dsn, "no_such_schema"))
 	if err == nil {
 		t.Fatal("search_path of a schema that does not exist: no error")
+	}
+}
+
+// A write sent with a later statement still fails its transaction, and the
+// error says which write it was.
+func TestDeferredWriteErrorNamesTheWrite(t *testing.T) {
+	s := openAt(t, pgtest.Schema(t))
+	err := s.InTx(context.Background(), func(tx store.Tx) error {
+		if err := tx.LinkAlert("no-such-incident", "a1", time.Now()); err != nil {
+			return err // queued, not sent yet
+		}
+		_, _, err := tx.IncidentOfAlert("a1")
+		return err
+	})
+	if err == nil || !strings.Contains(err.Error(), "earlier link alert") || !strings.Contains(err.Error(), "incident_alerts_incident_id_fkey") {
+		t.Fatalf("error %v, want the failed link named", err)
+	}
+	if ids, err := s.IncidentAlertIDs(context.Background(), "no-such-incident", 0); err != nil || len(ids) != 0 {
+		t.Fatalf("rolled back: %v %v", ids, err)
 	}
 }
