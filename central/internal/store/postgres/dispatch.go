@@ -19,12 +19,22 @@ import (
 
 // InTx runs fn in one transaction: committed when fn returns nil, rolled
 // back otherwise. It first takes the schema's transaction lock (an advisory
-// lock held until commit or rollback), so the dispatcher's transactions of every replica
-// run one after the other, as SQLite's writers do: the audit chain stays
-// linear (each append reads the head another replica just wrote), an
-// alert's incident is looked up and created without a race, and an
-// optimistic version check fails only on a really stale version.
+// lock held until commit or rollback), so the dispatcher's transactions of
+// every replica run one after the other, as SQLite's writers do: the audit
+// chain stays linear (each append reads the head another replica just
+// wrote), an alert's incident is looked up and created without a race, and
+// an optimistic version check fails only on a really stale version.
+//
+// Within one process, transactions queue before taking a connection, so
+// those waiting for the lock do not hold the connections intake needs.
+// InTx must not be called from inside fn.
 func (s *Store) InTx(ctx context.Context, fn func(store.Tx) error) error {
+	select {
+	case s.txTurn <- struct{}{}:
+		defer func() { <-s.txTurn }()
+	case <-ctx.Done():
+		return fmt.Errorf("postgres: begin: %w", ctx.Err())
+	}
 	tx, err := s.pool.Begin(ctx)
 	if err != nil {
 		return fmt.Errorf("postgres: begin: %w", err)

@@ -47,7 +47,8 @@ const DefaultClaimLease = 30 * time.Second
 type Store struct {
 	pool    *pgxpool.Pool
 	schema  string
-	txLock  int64 // advisory lock of InTx, per schema
+	txLock  int64         // advisory lock of InTx, per schema
+	txTurn  chan struct{} // one InTx of this process at a time
 	lease   time.Duration
 	claimer string // this Store's name on the alerts it claims
 
@@ -81,7 +82,7 @@ func Open(ctx context.Context, dsn string, opts ...Option) (*Store, error) {
 	if err != nil {
 		return nil, fmt.Errorf("postgres: connect: %w", err)
 	}
-	s := &Store{pool: pool, lease: DefaultClaimLease}
+	s := &Store{pool: pool, lease: DefaultClaimLease, txTurn: make(chan struct{}, 1)}
 	for _, o := range opts {
 		o(s)
 	}

@@ -9,6 +9,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/jackc/pgx/v5"
+
 	"github.com/xueliang/xl/central/internal/store"
 	"github.com/xueliang/xl/central/internal/store/postgres/pgtest"
 	"github.com/xueliang/xl/central/internal/store/storetest"
@@ -229,5 +231,62 @@ func TestDeferredWriteErrorNamesTheWrite(t *testing.T) {
 	}
 	if ids, err := s.IncidentAlertIDs(context.Background(), "no-such-incident", 0); err != nil || len(ids) != 0 {
 		t.Fatalf("rolled back: %v %v", ids, err)
+	}
+}
+
+// Dispatcher transactions queued behind a long one wait in the process,
+// not on the server's lock with a connection each, which would leave none
+// to intake.
+func TestQueuedTransactionsLeaveConnectionsToIntake(t *testing.T) {
+	dsn := pgtest.Schema(t)
+	s := openAt(t, dsn+"&pool_max_conns=2")
+	ctx := context.Background()
+	entered, release := make(chan struct{}), make(chan struct{})
+	var wg sync.WaitGroup
+	wg.Go(func() {
+		err := s.InTx(ctx, func(tx store.Tx) error {
+			if _, _, err := tx.IncidentOfAlert("x"); err != nil { // holds the lock from here
+				return err
+			}
+			close(entered)
+			<-release
+			return nil
+		})
+		if err != nil {
+			t.Error(err)
+		}
+	})
+	<-entered
+	for range 4 {
+		wg.Go(func() {
+			if err := s.InTx(ctx, func(tx store.Tx) error { return nil }); err != nil {
+				t.Error(err)
+			}
+		})
+	}
+	// No session of this schema may wait for its lock. (Without the queue
+	// one does within milliseconds; this looks for half a second, on a
+	// connection of its own: the pool may have none left.)
+	watch, err := pgx.Connect(ctx, dsn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer watch.Close(ctx)
+	waiting := 0
+	for end := time.Now().Add(500 * time.Millisecond); time.Now().Before(end) && waiting == 0; time.Sleep(10 * time.Millisecond) {
+		err := watch.QueryRow(ctx, `SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND NOT granted
+			AND classid::bigint = $1 AND objid::bigint = $2 AND objsubid = 1`,
+			uint32(uint64(s.txLock)>>32), uint32(s.txLock)).Scan(&waiting)
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	ictx, cancel := context.WithTimeout(ctx, 20*time.Second)
+	defer cancel()
+	_, err = s.InsertAlerts(ictx, alerts(1), time.Now())
+	close(release)
+	wg.Wait()
+	if waiting != 0 || err != nil {
+		t.Fatalf("%d sessions waiting for the lock with a connection; intake: %v", waiting, err)
 	}
 }
