@@ -5,6 +5,9 @@
 #                                   when it is absent or older than go.mod asks)
 #   deploy/scripts/deps.sh --check  only report what is missing (exit 1 if any)
 #
+# Then it makes the PostgreSQL the store tests use ready (scripts/postgres.sh:
+# start the cluster when it is down, create the xl_test role and database).
+#
 # Idempotent: when everything is present it prints one line and changes nothing.
 set -euo pipefail
 
@@ -147,12 +150,15 @@ if ((CHECK_ONLY)); then
 		log "$GO_PROBLEM"
 		status=1
 	fi
+	if installed postgresql && ! bash deploy/scripts/postgres.sh --check; then
+		status=1
+	fi
 	((status)) || log "nothing missing (${#PACKAGES[@]} packages, $(GOTOOLCHAIN=local go env GOVERSION))"
 	exit "$status"
 fi
 
-if ((${#MISSING[@]} == 0)) && [[ -z $GO_PROBLEM ]]; then
-	log "nothing missing (${#PACKAGES[@]} packages, $(GOTOOLCHAIN=local go env GOVERSION))"
+if ((${#MISSING[@]} == 0)) && [[ -z $GO_PROBLEM ]] && bash deploy/scripts/postgres.sh --check >/dev/null 2>&1; then
+	log "nothing missing (${#PACKAGES[@]} packages, $(GOTOOLCHAIN=local go env GOVERSION), PostgreSQL ready for tests)"
 	exit 0
 fi
 
@@ -160,7 +166,8 @@ if ((${#MISSING[@]})); then
 	command -v apt-get >/dev/null 2>&1 ||
 		die "apt-get not found; install these packages by hand: ${MISSING[*]}"
 	log "installing: ${MISSING[*]}"
-	# Services (mosquitto, postgresql) are not started here. In a container
+	# Services are not started by the install (PostgreSQL is started below,
+	# Mosquitto is started by the tests that need it). In a container
 	# without systemd and without a policy-rc.d, maintainer scripts would try
 	# to start them through init scripts; a temporary policy-rc.d that denies
 	# every start (exit 101, as in Docker's Debian images) keeps the install
@@ -181,5 +188,8 @@ if [[ -n $GO_PROBLEM ]]; then
 	log "$GO_PROBLEM"
 	install_go
 fi
+
+# The store tests need a running PostgreSQL with their role and database.
+bash deploy/scripts/postgres.sh
 
 log "done"

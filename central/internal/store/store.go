@@ -1,6 +1,7 @@
 // Package store holds the records central keeps and the errors its stores
 // return. The interfaces are declared by the packages that use them (intake,
-// web); implementations live in subfolders (sqlite, and postgres later).
+// dispatch, web); implementations live in subfolders (sqlite, postgres),
+// and storetest is the contract both pass.
 package store
 
 import (

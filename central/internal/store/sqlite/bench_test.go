@@ -1,26 +1,17 @@
 package sqlite
 
 import (
-	"context"
+	"path/filepath"
 	"testing"
-	"time"
+
+	"github.com/xueliang/xl/central/internal/store/storetest"
 )
 
-// BenchmarkInsertAlert is one alert per transaction, as intake stores them
-// today; the batching intake of the transport issue is measured against it.
-func BenchmarkInsertAlert(b *testing.B) {
-	s, err := Open(context.Background(), b.TempDir()+"/bench.db")
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer s.Close()
-	ctx := context.Background()
-	now := time.Now()
-	b.ReportAllocs()
-	for b.Loop() {
-		if _, err := s.InsertAlert(ctx, alert("c1", "intrusion", now), now); err != nil {
-			b.Fatal(err)
-		}
-	}
-	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "alerts/s")
+// BenchmarkStore measures the store in the shapes central uses it (see
+// storetest.Benchmark); the postgres package runs the same cases with this
+// store as its baseline.
+func BenchmarkStore(b *testing.B) {
+	storetest.Benchmark(b, func(b *testing.B) storetest.Central {
+		return openAt(b, filepath.Join(b.TempDir(), "bench.db")).Store
+	}, nil)
 }
