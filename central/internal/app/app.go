@@ -19,7 +19,6 @@ import (
 	"github.com/xueliang/xl/central/internal/order"
 	"github.com/xueliang/xl/central/internal/routing"
 	"github.com/xueliang/xl/central/internal/store"
-	"github.com/xueliang/xl/central/internal/store/sqlite"
 	"github.com/xueliang/xl/central/internal/web"
 	"github.com/xueliang/xl/internal/lifecycle"
 	"github.com/xueliang/xl/internal/opshttp"
@@ -32,7 +31,7 @@ type Central struct {
 	cfg    *Config
 	log    *slog.Logger
 	Reg    *prometheus.Registry
-	store  *sqlite.Store
+	store  Store
 	broker *broker.Broker
 	intake *intake.Intake
 	disp   *dispatch.Dispatcher
@@ -60,7 +59,7 @@ func New(ctx context.Context, cfg *Config, log *slog.Logger) (_ *Central, err er
 		}
 	}()
 
-	c.store, err = sqlite.Open(ctx, cfg.Store.Path)
+	c.store, err = openStore(ctx, cfg.Store, false)
 	if err != nil {
 		return nil, err
 	}
@@ -190,7 +189,7 @@ func (c *Central) BrokerAddr() string {
 // Run runs every component until ctx is cancelled or one fails; then it
 // stops them in reverse order of start and closes the store.
 func (c *Central) Run(ctx context.Context) error {
-	c.log.Info("xl-central running", "version", version.Version, "http", c.HTTPAddr(), "broker", c.BrokerAddr(), "store", c.cfg.Store.Path)
+	c.log.Info("xl-central running", "version", version.Version, "http", c.HTTPAddr(), "broker", c.BrokerAddr(), "store", storeName(c.cfg.Store))
 	err := c.parts.Run(ctx)
 	return errors.Join(err, c.Close())
 }

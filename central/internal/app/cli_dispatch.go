@@ -12,7 +12,6 @@ import (
 
 	"github.com/xueliang/xl/central/internal/audit"
 	"github.com/xueliang/xl/central/internal/routing"
-	"github.com/xueliang/xl/central/internal/store/sqlite"
 	"github.com/xueliang/xl/internal/cli"
 	"github.com/xueliang/xl/internal/logging"
 	"github.com/xueliang/xl/internal/wire"
@@ -27,10 +26,7 @@ func auditCommand() *cobra.Command {
 		Args:  cobra.NoArgs,
 	}, defaultConfigPath, LoadConfig, func(c *Config) logging.Config { return c.Log },
 		func(cmd *cobra.Command, cfg *Config, _ *slog.Logger) error {
-			if _, err := os.Stat(cfg.Store.Path); err != nil {
-				return fmt.Errorf("store %s: %w", cfg.Store.Path, err)
-			}
-			st, err := sqlite.Open(cmd.Context(), cfg.Store.Path)
+			st, err := openStore(cmd.Context(), cfg.Store, true)
 			if err != nil {
 				return err
 			}

@@ -58,8 +58,11 @@ type HTTPConfig struct {
 
 // StoreConfig selects central's database.
 type StoreConfig struct {
-	Driver string `mapstructure:"driver"` // sqlite
+	Driver string `mapstructure:"driver"` // sqlite or postgres
 	Path   string `mapstructure:"path"`   // SQLite file
+	// DSN is the PostgreSQL connection string (postgres://user:pass@host/db?…,
+	// optionally with search_path=schema); prefer XL_STORE_DSN to the file.
+	DSN string `mapstructure:"dsn"`
 }
 
 // IntakeConfig tunes message validation.
@@ -109,8 +112,12 @@ func (c *Config) Validate() []config.FieldError {
 		if c.Store.Path == "" {
 			p.Add("store.path", "required for the sqlite driver")
 		}
+	case "postgres":
+		if u, err := url.Parse(c.Store.DSN); c.Store.DSN == "" || err != nil || (u.Scheme != "postgres" && u.Scheme != "postgresql") {
+			p.Add("store.dsn", "a postgres:// URL is required for the postgres driver")
+		}
 	default:
-		p.Add("store.driver", "%q is not supported; use sqlite", c.Store.Driver)
+		p.Add("store.driver", "%q is not supported; use sqlite or postgres", c.Store.Driver)
 	}
 	if c.Intake.MaxFutureSkew < time.Second || c.Intake.MaxFutureSkew > 24*time.Hour {
 		p.Add("intake.max_future_skew", "must be within 1s–24h")

@@ -15,6 +15,7 @@ import (
 	mqtt "github.com/eclipse/paho.mqtt.golang"
 
 	"github.com/xueliang/xl/central/internal/broker"
+	"github.com/xueliang/xl/central/internal/store/postgres/pgtest"
 	"github.com/xueliang/xl/internal/testenv"
 	"github.com/xueliang/xl/internal/wire"
 )
@@ -71,13 +72,23 @@ func waitUntil(t *testing.T, what string, cond func() bool) {
 
 // The reference case's orders reach the agencies over MQTT and a
 // webhook; the lead accepts over MQTT; an agency cannot act on another's
-// order, and the broker keeps each agency to its own topics.
+// order, and the broker keeps each agency to its own topics. On both
+// stores.
 func TestOrdersReachAgenciesAndAcksComeBack(t *testing.T) {
+	for _, driver := range []string{"sqlite", "postgres"} {
+		t.Run(driver, func(t *testing.T) { testOrdersReachAgencies(t, driver) })
+	}
+}
+
+func testOrdersReachAgencies(t *testing.T, driver string) {
 	dir := t.TempDir()
 	cfgPath, _ := shippedWithStore(t, dir)
 	cfg, err := LoadConfig(cfgPath)
 	if err != nil {
 		t.Fatal(err)
+	}
+	if driver == "postgres" {
+		cfg.Store.Driver, cfg.Store.DSN = "postgres", pgtest.Schema(t)
 	}
 	var hookMu sync.Mutex
 	var hooked []wire.OrderMessage
