@@ -86,6 +86,7 @@ func New(ctx context.Context, cfg *Config, log *slog.Logger) (_ *Central, err er
 	if err != nil {
 		return nil, err
 	}
+	c.intake.ShareGroup(cfg.Intake.ShareGroup)
 	// Orders and card notifications leave through the intake's broker
 	// connection and agencies' webhooks.
 	c.egress = egress.New(c.store, c.intake, egress.Options{

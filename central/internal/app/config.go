@@ -68,6 +68,10 @@ type StoreConfig struct {
 // IntakeConfig tunes message validation.
 type IntakeConfig struct {
 	MaxFutureSkew time.Duration `mapstructure:"max_future_skew"`
+	// ShareGroup, with an external broker, subscribes through
+	// $share/<group>/ so that several central replicas split the agents'
+	// messages; each replica needs its own mqtt.client_id.
+	ShareGroup string `mapstructure:"share_group"`
 }
 
 // DefaultConfig is the configuration with nothing set.
@@ -118,6 +122,14 @@ func (c *Config) Validate() []config.FieldError {
 		}
 	default:
 		p.Add("store.driver", "%q is not supported; use sqlite or postgres", c.Store.Driver)
+	}
+	if g := c.Intake.ShareGroup; g != "" {
+		if strings.ContainsAny(g, "/+#") {
+			p.Add("intake.share_group", "%q may not contain /, + or #", g)
+		}
+		if c.MQTT.URL == "" {
+			p.Add("intake.share_group", "needs an external broker (mqtt.url): the embedded one serves one central")
+		}
 	}
 	if c.Intake.MaxFutureSkew < time.Second || c.Intake.MaxFutureSkew > 24*time.Hour {
 		p.Add("intake.max_future_skew", "must be within 1s–24h")

@@ -15,7 +15,7 @@ import (
 	mqtt "github.com/eclipse/paho.mqtt.golang"
 
 	"github.com/xueliang/xl/central/internal/broker"
-	"github.com/xueliang/xl/central/internal/store/postgres/pgtest"
+	"github.com/xueliang/xl/internal/pgtest"
 	"github.com/xueliang/xl/internal/testenv"
 	"github.com/xueliang/xl/internal/wire"
 )

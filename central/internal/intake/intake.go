@@ -95,7 +95,8 @@ type Intake struct {
 	waitMu  sync.Mutex
 	waiters map[string]chan *wire.CmdReply // by cmd_id
 
-	subscribe bool // subscribe to the agents' topics (external broker)
+	subscribe bool   // subscribe to the agents' topics (external broker)
+	group     string // shared-subscription group of the replicas; "": none
 	writes    chan alertWrite
 	onAck     func(agencyID string, ack *wire.OrderAck) bool
 	onStored  func(ctx context.Context, alerts []*wire.Alert)
@@ -154,10 +155,12 @@ func (in *Intake) Ready(context.Context) error {
 func (in *Intake) onConnect(c mqtt.Client) {
 	subs := map[string]byte{}
 	if in.subscribe {
-		subs = map[string]byte{wire.AllAlertsFilter: 1, wire.AllEvidenceFilter: 1, wire.AllStatusFilter: 1, wire.AllRepliesFilter: 1}
+		// Replies go to every replica: the one that sent the command waits.
+		subs = map[string]byte{in.shared(wire.AllAlertsFilter): 1, in.shared(wire.AllEvidenceFilter): 1,
+			in.shared(wire.AllStatusFilter): 1, wire.AllRepliesFilter: 1}
 	}
 	if in.onAck != nil {
-		subs[wire.AllAcksFilter] = 1
+		subs[in.shared(wire.AllAcksFilter)] = 1
 	}
 	if len(subs) > 0 {
 		if err := mqttc.Wait(c.SubscribeMultiple(subs, in.handle), 10*time.Second); err != nil {
@@ -267,6 +270,18 @@ func (in *Intake) Close() error {
 	in.client.Disconnect(500)
 	in.m.connected.Set(0)
 	return nil
+}
+
+// ShareGroup makes intake subscribe to what agents and agencies send
+// through the shared subscription $share/group/…, so that the broker gives
+// each message to one of several central replicas. Call before Run.
+func (in *Intake) ShareGroup(group string) { in.group = group }
+
+func (in *Intake) shared(filter string) string {
+	if in.group == "" {
+		return filter
+	}
+	return "$share/" + in.group + "/" + filter
 }
 
 // OnOrderAck sets the function that applies agencies' actions on orders

@@ -4,7 +4,7 @@ import (
 	"path/filepath"
 	"testing"
 
-	"github.com/xueliang/xl/central/internal/store/postgres/pgtest"
+	"github.com/xueliang/xl/internal/pgtest"
 	"github.com/xueliang/xl/central/internal/store/sqlite"
 	"github.com/xueliang/xl/central/internal/store/storetest"
 )

@@ -12,7 +12,7 @@ import (
 	"github.com/jackc/pgx/v5"
 
 	"github.com/xueliang/xl/central/internal/store"
-	"github.com/xueliang/xl/central/internal/store/postgres/pgtest"
+	"github.com/xueliang/xl/internal/pgtest"
 	"github.com/xueliang/xl/central/internal/store/storetest"
 	"github.com/xueliang/xl/internal/wire"
 )
