@@ -4,9 +4,9 @@ import (
 	"path/filepath"
 	"testing"
 
-	"github.com/xueliang/xl/internal/pgtest"
 	"github.com/xueliang/xl/central/internal/store/sqlite"
 	"github.com/xueliang/xl/central/internal/store/storetest"
+	"github.com/xueliang/xl/internal/pgtest"
 )
 
 // BenchmarkStore runs storetest's cases on SQLite, then on PostgreSQL

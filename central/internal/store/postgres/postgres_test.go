@@ -12,8 +12,8 @@ import (
 	"github.com/jackc/pgx/v5"
 
 	"github.com/xueliang/xl/central/internal/store"
-	"github.com/xueliang/xl/internal/pgtest"
 	"github.com/xueliang/xl/central/internal/store/storetest"
+	"github.com/xueliang/xl/internal/pgtest"
 	"github.com/xueliang/xl/internal/wire"
 )
 
