@@ -13,7 +13,9 @@ import (
 	"github.com/xueliang/xl/central/internal/order"
 	"github.com/xueliang/xl/central/internal/routing"
 	"github.com/xueliang/xl/central/internal/store"
+	"github.com/xueliang/xl/central/internal/store/postgres"
 	"github.com/xueliang/xl/central/internal/store/sqlite"
+	"github.com/xueliang/xl/internal/pgtest"
 	"github.com/xueliang/xl/internal/wire"
 )
 
@@ -33,6 +35,14 @@ var benchStores = []struct {
 }{
 	{"sqlite", func(b *testing.B) benchStore {
 		st, err := sqlite.Open(context.Background(), filepath.Join(b.TempDir(), "bench.db"))
+		if err != nil {
+			b.Fatal(err)
+		}
+		b.Cleanup(func() { st.Close() })
+		return st
+	}},
+	{"postgres", func(b *testing.B) benchStore {
+		st, err := postgres.Open(context.Background(), pgtest.Schema(b))
 		if err != nil {
 			b.Fatal(err)
 		}
@@ -139,19 +149,21 @@ func BenchmarkAlertToOrder(b *testing.B) {
 				}
 				tick.Stop()
 				deadline := time.Now().Add(30 * time.Second)
+				var incs []store.Incident
+				var err error
 				for {
-					left, err := st.UndispatchedAlerts(ctx, 1)
+					// Not UndispatchedAlerts: on PostgreSQL it claims what it returns.
+					incs, err = st.ListIncidents(ctx, store.IncidentFilter{Limit: cam + 10})
 					if err != nil {
 						b.Fatal(err)
 					}
-					if len(left) == 0 || time.Now().After(deadline) {
+					if len(incs) >= cam || time.Now().After(deadline) {
 						break
 					}
 					time.Sleep(20 * time.Millisecond)
 				}
 				cancel()
 				<-done
-				incs, err := st.ListIncidents(context.Background(), store.IncidentFilter{Limit: cam + 10})
 				if err != nil || len(incs) != cam {
 					b.Fatalf("%d of %d incidents: %v", len(incs), cam, err)
 				}
