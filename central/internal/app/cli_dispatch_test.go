@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"database/sql"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -109,5 +110,59 @@ func TestRouteTestCommand(t *testing.T) {
 	}
 	if _, err := run("route", "test", "--config", cfgPath); err == nil {
 		t.Fatal("no --alert accepted")
+	}
+}
+
+// route replay: alerts stored yesterday routed with a proposal that sends
+// illegal fishing to the river police alone; intrusions do not change.
+func TestRouteReplayCommand(t *testing.T) {
+	dir := t.TempDir()
+	cfgPath, dbPath := shippedWithStore(t, dir)
+	ctx := context.Background()
+	st, err := sqlite.Open(ctx, dbPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	now := time.Now().UTC()
+	var alerts []*wire.Alert
+	for i, typ := range []string{"illegal_fishing", "illegal_fishing", "intrusion", "illegal_fishing"} {
+		at := now.Add(-time.Duration(10-i) * time.Hour)
+		if i == 3 {
+			at = now.Add(-48 * time.Hour) // before --since
+		}
+		alerts = append(alerts, &wire.Alert{AlertID: wire.NewULID(at), EventID: fmt.Sprintf("e%d", i), Phase: wire.PhaseStart,
+			AgentID: "hm-lixin-01", CameraID: "lixin-sluice-east", Type: typ, Severity: 2, Zone: "lawn", StartedAt: at, DetectedAt: at})
+	}
+	if _, err := st.InsertAlerts(ctx, alerts, now); err != nil {
+		t.Fatal(err)
+	}
+	st.Close()
+	body, _ := os.ReadFile(cfgPath)
+	proposed := strings.Replace(string(body), "result: {lead: agri-brigade, support: [river-police], reroute: [qz-enforcement], dispatch: auto}",
+		"result: {lead: river-police, dispatch: auto}", 1)
+	if proposed == string(body) {
+		t.Fatal("the shipped illegal-fishing rule changed; update this test")
+	}
+	propPath := filepath.Join(dir, "proposed.yaml")
+	if err := os.WriteFile(propPath, []byte(proposed), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	out, err := run("route", "replay", "--config", cfgPath, "--proposed", propPath, "--since", "24h")
+	if err != nil {
+		t.Fatalf("%v\n%s", err, out)
+	}
+	for _, want := range []string{
+		"now:      rule illegal-fishing → lead agri-brigade, support river-police, sla standard, auto",
+		"proposed: rule illegal-fishing → lead river-police, sla standard, auto",
+		"replayed 3 alerts of 2 cameras/types/zones", "2 alerts of 1 would route differently"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("missing %q in:\n%s", want, out)
+		}
+	}
+	if strings.Contains(out, "intrusion/lawn") {
+		t.Errorf("intrusion listed as changed:\n%s", out)
+	}
+	if _, err := run("route", "replay", "--config", cfgPath); err == nil {
+		t.Fatal("no --proposed accepted")
 	}
 }
