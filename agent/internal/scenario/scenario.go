@@ -330,6 +330,15 @@ func (e *Engine) build(specs []Spec, zones *zone.Set) ([]*Rule, error) {
 // Rules returns the rules in configuration order.
 func (e *Engine) Rules() []*Rule { return e.rules }
 
+// SetLocation changes the time zone schedules are read in (nil: the box's
+// local zone).
+func (e *Engine) SetLocation(loc *time.Location) {
+	if loc == nil {
+		loc = time.Local
+	}
+	e.opts.Location = loc
+}
+
 // Location is the time zone schedules are read in.
 func (e *Engine) Location() *time.Location { return e.opts.Location }
 

@@ -33,13 +33,13 @@ func Annotated(frame gocv.Mat, zone [][2]float64, boxes [][4]float64, quality in
 	for i, b := range boxes {
 		bs[i] = Box{Rect: b}
 	}
-	return Render(frame, zone, bs, quality)
+	return Render(frame, zone, bs, "", quality)
 }
 
 // Render returns frame as a JPEG with the zone polygon (none when it has
-// fewer than 3 points) and the labelled boxes drawn on a copy; frame itself
-// is not changed.
-func Render(frame gocv.Mat, zone [][2]float64, boxes []Box, quality int) ([]byte, error) {
+// fewer than 3 points), the labelled boxes and a caption at the top left
+// (e.g. "intrusion crossing") drawn on a copy; frame itself is not changed.
+func Render(frame gocv.Mat, zone [][2]float64, boxes []Box, caption string, quality int) ([]byte, error) {
 	if frame.Empty() || frame.Type() != gocv.MatTypeCV8UC3 {
 		return nil, errors.New("snapshot: want a non-empty 8-bit BGR frame")
 	}
@@ -67,6 +67,12 @@ func Render(frame gocv.Mat, zone [][2]float64, boxes []Box, quality int) ([]byte
 		bg := image.Rect(r.Min.X, y-ts.Y-3, r.Min.X+ts.X+4, y+3)
 		gocv.Rectangle(&img, bg, boxColor, -1)
 		gocv.PutText(&img, b.Label, image.Pt(r.Min.X+2, y), gocv.FontHersheySimplex, scale, labelColor, 1)
+	}
+	if caption != "" {
+		cs := scale * 1.4
+		ts := gocv.GetTextSize(caption, gocv.FontHersheySimplex, cs, 2)
+		gocv.Rectangle(&img, image.Rect(0, 0, ts.X+12, ts.Y+14), zoneColor, -1)
+		gocv.PutText(&img, caption, image.Pt(6, ts.Y+6), gocv.FontHersheySimplex, cs, color.RGBA{0, 0, 0, 0}, 2)
 	}
 	return Encode(img, quality)
 }

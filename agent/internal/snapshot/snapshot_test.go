@@ -22,7 +22,7 @@ func TestRenderDrawsOnACopy(t *testing.T) {
 	defer before.Close()
 	zone := [][2]float64{{0.1, 0.1}, {0.9, 0.1}, {0.9, 0.9}, {0.1, 0.9}}
 	boxes := []Box{{Rect: [4]float64{0.2, 0.0, 0.1, 0.3}, Label: "person 0.84 #17"}, {Rect: [4]float64{0.5, 0.5, 0.2, 0.2}}}
-	drawn, err := Render(frame, zone, boxes, 90)
+	drawn, err := Render(frame, zone, boxes, "intrusion crossing", 90)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -49,10 +49,10 @@ func TestRenderDrawsOnACopy(t *testing.T) {
 	}
 	empty := gocv.NewMat()
 	defer empty.Close()
-	if _, err := Render(empty, zone, boxes, 90); err == nil {
+	if _, err := Render(empty, zone, boxes, "", 90); err == nil {
 		t.Fatal("empty frame accepted")
 	}
-	if _, err := Render(frame, nil, nil, 0); err == nil {
+	if _, err := Render(frame, nil, nil, "", 0); err == nil {
 		t.Fatal("quality 0 accepted")
 	}
 }
