@@ -35,7 +35,7 @@ type DetectConfig struct {
 	Every int
 	// Refresh: with motion gating, objects that stand still (and so stop
 	// moving in the background model) are looked at again this often
-	// (default 5 s), or their tracks would be lost.
+	// (default 10 s), or their tracks would be lost.
 	Refresh time.Duration
 	// MinScore drops weaker detections before tracking (default 0).
 	MinScore float32
@@ -49,7 +49,7 @@ func (c *DetectConfig) setDefaults() {
 		c.Every = 1
 	}
 	if c.Refresh == 0 {
-		c.Refresh = 5 * time.Second
+		c.Refresh = 10 * time.Second
 	}
 }
 

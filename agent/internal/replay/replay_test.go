@@ -81,7 +81,7 @@ func yolox(t testing.TB) (*detect.YOLOX, wire.Model) {
 
 // camera is the analysis the tests replay: intrusion, loitering and crowd
 // (3 people) on both zones, a crowd of 15 that never gathers, and the
-// tamper check; the detector every second frame, gated by motion.
+// tamper check; the detector every third frame, gated by motion.
 func camera(t testing.TB) pipeline.Config {
 	t.Helper()
 	y, model := yolox(t)
@@ -107,7 +107,7 @@ func camera(t testing.TB) pipeline.Config {
 			{Type: wire.TypeCameraTamper, Severity: 2, Lifecycle: event.Config{MinDuration: 2 * time.Second, EndAfter: 3 * time.Second, UpdateInterval: time.Minute}},
 		},
 		Detector: y, DetectorModel: model, DetectorClasses: detect.COCO80,
-		Detect: pipeline.DetectConfig{Gating: pipeline.GateMotion, Every: 2},
+		Detect: pipeline.DetectConfig{Gating: pipeline.GateMotion, Every: 3},
 	}
 }
 
