@@ -105,7 +105,7 @@ func TestValidationCatchesCrossReferences(t *testing.T) {
 	if err == nil {
 		t.Fatal("accepted")
 	}
-	for _, want := range []string{`no zone named "pier"`, `"teleport" is not available in this release`} {
+	for _, want := range []string{`no zone named "pier"`, `"teleport" is not a scenario; available: illegal_fishing, intrusion`} {
 		if !strings.Contains(err.Error(), want) {
 			t.Errorf("missing %q in %v", want, err)
 		}

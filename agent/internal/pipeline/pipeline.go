@@ -471,6 +471,18 @@ func (c *Camera) Snapshot() ([]byte, error) {
 // ID is the camera's ID.
 func (c *Camera) ID() string { return c.cfg.CameraID }
 
+// Rules lists the scenario rules in force as "type/zone" (camera_tamper:
+// "camera_tamper/").
+func (c *Camera) Rules() []string {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	var out []string
+	for _, r := range c.an.Rules() {
+		out = append(out, r.Type()+"/"+r.Zone)
+	}
+	return out
+}
+
 // CheckReload reports whether Reload would accept cfg, changing nothing.
 func (c *Camera) CheckReload(cfg Config) error {
 	c.mu.Lock()

@@ -113,60 +113,91 @@ type Options struct {
 	NewID func(time.Time) string
 }
 
+// Problem is one thing wrong with a spec; Field is its configuration key
+// (type, severity, zones, classes, min_dwell, min_count, min_motion,
+// schedule, end_after, …).
+type Problem struct {
+	Field, Msg string
+}
+
+func (p Problem) String() string { return p.Field + ": " + p.Msg }
+
+// Problems are everything wrong with a spec.
+type Problems []Problem
+
+// Err is nil without problems, else one error listing them.
+func (ps Problems) Err() error {
+	if len(ps) == 0 {
+		return nil
+	}
+	msgs := make([]string, len(ps))
+	for i, p := range ps {
+		msgs[i] = p.String()
+	}
+	return errors.New(strings.Join(msgs, "; "))
+}
+
 // Check validates one spec (defaults applied) against the camera's zones.
-func Check(s Spec, zones *zone.Set, opts Options) error {
-	var errs []error
+func Check(s Spec, zones *zone.Set, opts Options) Problems {
+	var ps Problems
+	add := func(field, format string, args ...any) {
+		ps = append(ps, Problem{Field: field, Msg: fmt.Sprintf(format, args...)})
+	}
 	if !slices.Contains(Types, s.Type) {
-		return fmt.Errorf("type %q is not one of %s", s.Type, strings.Join(Types, ", "))
+		add("type", "%q is not one of %s", s.Type, strings.Join(Types, ", "))
+		return ps
 	}
 	if s.Severity < 1 || s.Severity > 4 {
-		errs = append(errs, fmt.Errorf("severity %d is outside 1 (most urgent) – 4", s.Severity))
+		add("severity", "%d is outside 1 (most urgent) – 4", s.Severity)
 	}
 	if _, err := ParseSchedule(s.Schedule); err != nil {
-		errs = append(errs, fmt.Errorf("schedule: %w", err))
+		add("schedule", "%v", err)
 	}
 	if s.Lifecycle.EndAfter <= 0 {
-		errs = append(errs, errors.New("end_after must be positive"))
+		add("end_after", "must be positive")
 	}
-	if s.MinDwell < 0 || s.Lifecycle.MinDuration < 0 || s.Lifecycle.Cooldown < 0 {
-		errs = append(errs, errors.New("min_dwell, min_duration and cooldown must not be negative"))
+	if s.Lifecycle.MinDuration < 0 || s.Lifecycle.Cooldown < 0 {
+		add("min_duration", "min_duration and cooldown must not be negative")
+	}
+	if s.MinDwell < 0 {
+		add("min_dwell", "must not be negative")
 	}
 	if !ZoneBased(s.Type) {
 		if len(s.Zones) > 0 || len(s.Tags) > 0 {
-			errs = append(errs, fmt.Errorf("%s watches the whole view: it takes no zones or tags", s.Type))
+			add("zones", "%s watches the whole view: it takes no zones or tags", s.Type)
 		}
-		return errors.Join(errs...)
+		return ps
 	}
 	if _, err := selectZones(zones, s); err != nil {
-		errs = append(errs, err)
+		add("zones", "%v", err)
 	}
 	if opts.MotionOnly {
 		if s.Type != Intrusion {
-			errs = append(errs, fmt.Errorf("%s needs an object detector (detection is disabled for this camera)", s.Type))
+			add("type", "%s needs an object detector (detection is disabled for this camera)", s.Type)
 		}
 		if s.MinMotion <= 0 || s.MinMotion > 1 {
-			errs = append(errs, fmt.Errorf("min_motion %g is outside (0, 1]", s.MinMotion))
+			add("min_motion", "%g is outside (0, 1]", s.MinMotion)
 		}
-		return errors.Join(errs...)
+		return ps
 	}
 	if len(s.Classes) == 0 {
-		errs = append(errs, errors.New("name at least one object class"))
+		add("classes", "name at least one object class")
 	}
 	for _, c := range s.Classes {
 		if opts.Classes != nil && !slices.Contains(opts.Classes, c) {
-			errs = append(errs, fmt.Errorf("class %q is not one the detector reports (%s)", c, classList(opts.Classes)))
+			add("classes", "class %q is not one the detector reports (%s)", c, classList(opts.Classes))
 		}
 	}
 	if s.MinCount < 1 {
-		errs = append(errs, fmt.Errorf("min_count %d must be at least 1", s.MinCount))
+		add("min_count", "%d must be at least 1", s.MinCount)
 	}
 	if s.Type == Crowd && s.MinCount < 2 {
-		errs = append(errs, fmt.Errorf("crowd needs min_count of at least 2, has %d", s.MinCount))
+		add("min_count", "crowd needs at least 2, has %d", s.MinCount)
 	}
 	if s.Type == Loitering && s.MinDwell <= 0 {
-		errs = append(errs, errors.New("loitering needs a positive min_dwell"))
+		add("min_dwell", "loitering needs a positive min_dwell")
 	}
-	return errors.Join(errs...)
+	return ps
 }
 
 func classList(c []string) string {
@@ -302,7 +333,7 @@ func (e *Engine) build(specs []Spec, zones *zone.Set) ([]*Rule, error) {
 	nth := map[string]int{}
 	for i, s := range specs {
 		s = s.WithDefaults()
-		if err := Check(s, zones, e.opts); err != nil {
+		if err := Check(s, zones, e.opts).Err(); err != nil {
 			errs = append(errs, fmt.Errorf("scenarios[%d] (%s): %w", i, s.Type, err))
 			continue
 		}

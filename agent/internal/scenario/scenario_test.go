@@ -231,26 +231,26 @@ func TestCheck(t *testing.T) {
 		want string
 	}{
 		{"unknown type", Spec{Type: "teleport", Severity: 1, Lifecycle: lc}, Options{}, `"teleport" is not one of`},
-		{"bad severity", Spec{Type: Intrusion, Severity: 5, Zones: []string{"road"}, Lifecycle: lc}, Options{}, "severity 5"},
+		{"bad severity", Spec{Type: Intrusion, Severity: 5, Zones: []string{"road"}, Lifecycle: lc}, Options{}, "severity: 5 is outside"},
 		{"bad schedule", Spec{Type: Intrusion, Severity: 1, Zones: []string{"road"}, Schedule: []string{"25:00-06:00"}, Lifecycle: lc}, Options{}, "not a time of day"},
 		{"empty window", Spec{Type: Intrusion, Severity: 1, Zones: []string{"road"}, Schedule: []string{"06:00-06:00"}, Lifecycle: lc}, Options{}, "is empty"},
 		{"unknown zone", Spec{Type: Intrusion, Severity: 1, Zones: []string{"lake"}, Lifecycle: lc}, Options{}, `no zone named "lake"`},
 		{"exclude zone", Spec{Type: Intrusion, Severity: 1, Zones: []string{"glare"}, Lifecycle: lc}, Options{}, "exclude zone"},
 		{"no zones", Spec{Type: Intrusion, Severity: 1, Lifecycle: lc}, Options{}, "no include zone"},
 		{"tamper with zones", Spec{Type: CameraTamper, Severity: 1, Zones: []string{"road"}, Lifecycle: lc}, Options{}, "takes no zones"},
-		{"crowd of one", Spec{Type: Crowd, Severity: 1, Zones: []string{"road"}, MinCount: 1, Lifecycle: lc}, Options{}, "at least 2"},
+		{"crowd of one", Spec{Type: Crowd, Severity: 1, Zones: []string{"road"}, MinCount: 1, Lifecycle: lc}, Options{}, "min_count: crowd needs at least 2"},
 		{"class the detector lacks", Spec{Type: IllegalFishing, Severity: 1, Lifecycle: lc}, Options{Classes: []string{"person"}}, `class "boat"`},
 		{"motion only", Spec{Type: Crowd, Severity: 1, Zones: []string{"road"}, Lifecycle: lc}, Options{MotionOnly: true}, "needs an object detector"},
 		{"no end_after", Spec{Type: Intrusion, Severity: 1, Zones: []string{"road"}}, Options{}, "end_after"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			err := Check(tc.spec.WithDefaults(), zones(t), tc.opts)
+			err := Check(tc.spec.WithDefaults(), zones(t), tc.opts).Err()
 			if err == nil || !strings.Contains(err.Error(), tc.want) {
 				t.Fatalf("error %v, want %q", err, tc.want)
 			}
 		})
 	}
-	if err := Check(Spec{Type: CameraTamper, Severity: 2, Lifecycle: lc}.WithDefaults(), zones(t), Options{MotionOnly: true}); err != nil {
+	if err := Check(Spec{Type: CameraTamper, Severity: 2, Lifecycle: lc}.WithDefaults(), zones(t), Options{MotionOnly: true}).Err(); err != nil {
 		t.Errorf("camera_tamper needs no detector: %v", err)
 	}
 }
