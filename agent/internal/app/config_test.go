@@ -15,7 +15,7 @@ func TestShippedConfigLoads(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if cfg.Agent.ID != "hm-lixin-01" || len(cfg.Cameras) != 1 || len(cfg.Cameras[0].Zones) != 2 {
+	if cfg.Agent.ID != "hm-lixin-01" || len(cfg.Cameras) != 1 || len(cfg.Cameras[0].Zones) != 4 || len(cfg.Cameras[0].Scenarios) != 5 {
 		t.Fatalf("unexpected content: %+v", cfg)
 	}
 	if cfg.Version == "" {

@@ -12,6 +12,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"math"
 	"slices"
 	"strings"
 	"sync"
@@ -370,9 +371,15 @@ func (c *Camera) emit(r scenario.Result, frame gocv.Mat) {
 		if len(a.Objects) == wire.MaxObjects {
 			break
 		}
-		o := wire.Object{Class: h.Class, Score: clamp01(h.Score), BBox: h.Box, TrackID: h.TrackID, DwellS: h.DwellIn.Seconds()}
+		// Rounded: a thousandth of a score, a ten-thousandth of the frame
+		// and a tenth of a second are more than the detector knows.
+		o := wire.Object{Class: h.Class, Score: round(clamp01(h.Score), 1e3), TrackID: h.TrackID, DwellS: round(h.DwellIn.Seconds(), 10)}
+		for i, v := range h.Box {
+			o.BBox[i] = round(v, 1e4)
+		}
+		o.BBox[2], o.BBox[3] = min(o.BBox[2], 1-o.BBox[0]), min(o.BBox[3], 1-o.BBox[1]) // still inside the frame
 		if h.Class == scenario.MotionClass {
-			o.DwellS = tr.At.Sub(tr.StartedAt).Seconds()
+			o.DwellS = round(tr.At.Sub(tr.StartedAt).Seconds(), 10)
 		}
 		a.Objects = append(a.Objects, o)
 		label := h.Class
@@ -434,6 +441,8 @@ func (c *Camera) model(r *scenario.Rule) wire.Model {
 }
 
 func clamp01(f float64) float64 { return max(0, min(1, f)) }
+
+func round(f, per float64) float64 { return math.Round(f*per) / per }
 
 // usable reports whether m holds a picture; the zero Mat (no frame, as for
 // an end) has no native object, and asking it Empty would crash.
