@@ -66,6 +66,9 @@ type DetectorConfig struct {
 	Classes        []string `mapstructure:"classes"`         // class names in the model's order (default: COCO's 80)
 	ScoreThreshold float64  `mapstructure:"score_threshold"` // objectness × class score
 	NMSThreshold   float64  `mapstructure:"nms_threshold"`   // IoU above which the weaker box is dropped
+	// Threads OpenCV uses (network passes, resizes), process-wide; 0: one
+	// per core. With as many cameras as cores, 1 is usually faster.
+	Threads int `mapstructure:"threads"`
 }
 
 // OutboxConfig is the durable queue of unsent alerts and evidence.
@@ -377,6 +380,9 @@ func validateDetector(p *config.Problems, d DetectorConfig) {
 	}
 	if d.NMSThreshold <= 0 || d.NMSThreshold > 1 {
 		p.Add("detector.nms_threshold", "must be within (0, 1]")
+	}
+	if d.Threads < 0 || d.Threads > 256 {
+		p.Add("detector.threads", "must be within 0 (one per core) – 256")
 	}
 	seen := map[string]bool{}
 	for i, c := range d.Classes {

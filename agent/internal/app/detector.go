@@ -39,6 +39,7 @@ func newDetector(cfg *Config, m *detect.Metrics, log *slog.Logger) (*detector, e
 	for _, c := range cfg.Cameras {
 		needed = needed || c.Detect.Enabled == nil || *c.Detect.Enabled
 	}
+	detect.SetThreads(cfg.Detector.Threads)
 	if !needed {
 		return nil, nil
 	}
