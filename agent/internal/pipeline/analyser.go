@@ -70,18 +70,18 @@ func (c DetectConfig) validate() error {
 // Stats count what an Analyser did, for replay summaries and benchmarks.
 type Stats struct {
 	Frames        int            // frames analysed
-	DetectorDue   int            // frames on which the detector was due (every Nth)
+	DetectorDue   int            // the detector's turns (every Nth frame)
 	DetectorCalls int            // frames on which it ran
-	GatedSkips    int            // due, but skipped: nothing moved
+	GatedSkips    int            // turns skipped: nothing moved
 	Detections    map[string]int // objects the detector found, by class
 }
 
 func (s Stats) clone() Stats {
-	s.Detections = maps(s.Detections)
+	s.Detections = cloneCounts(s.Detections)
 	return s
 }
 
-func maps(m map[string]int) map[string]int {
+func cloneCounts(m map[string]int) map[string]int {
 	out := make(map[string]int, len(m))
 	for k, v := range m {
 		out[k] = v
@@ -353,7 +353,11 @@ func (a *Analyser) detectAndTrack(frame gocv.Mat, size image.Point, at time.Time
 			rois = append(rois, t.Predicted)
 		}
 	default:
+		// Nothing moved: this turn is skipped, the next comes N frames on,
+		// as if the detector had run (so "due" counts the turns of the
+		// every-Nth cadence, gated or not).
 		a.stats.GatedSkips++
+		a.sinceDetect = 0
 		return live, false, nil
 	}
 	dets, err := a.det.Detect(frame, rois)

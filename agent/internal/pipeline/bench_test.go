@@ -133,10 +133,11 @@ func loopedFrame(b *testing.B, n int) func() (gocv.Mat, bool) {
 //   - fps/core: analysed frames per CPU second (all threads), the measure
 //     that holds on a shared machine; fps: per wall-clock second;
 //   - calls/frame: detector runs per analysed frame;
-//   - gated: share of due detector runs skipped because nothing moved;
-//   - avoided: share of detector runs avoided against running it on every
-//     due frame, after the 5 s background warm-up (during it the detector
-//     runs on every due frame);
+//   - gated: share of the detector's turns (every Nth frame) skipped
+//     because nothing moved;
+//   - avoided: share of the detector's turns skipped after the 5 s
+//     background warm-up (during it the detector runs at every turn), i.e.
+//     the runs saved against the same N without the gate;
 //   - x-always1: speed against the detector on every frame, measured in the
 //     same run; x-motion-only: against motion alone (no detector).
 func BenchmarkAnalysis(b *testing.B) {

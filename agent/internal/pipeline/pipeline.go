@@ -547,7 +547,7 @@ type Summary struct {
 func (c *Camera) Summary() Summary {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	return Summary{Stats: c.an.Stats(), Events: maps(c.events), Alerts: c.alerts}
+	return Summary{Stats: c.an.Stats(), Events: cloneCounts(c.events), Alerts: c.alerts}
 }
 
 // Close frees the analysis state, the kept frames and the frames still
