@@ -198,7 +198,7 @@ func (b *Buffer) Capture(at time.Time, pre, post time.Duration) (*Capture, error
 	if b.closed {
 		return nil, ErrClosed
 	}
-	c := &Capture{done: make(chan struct{}), maxBytes: b.cfg.MaxBytes, session: b.session, codec: b.codec}
+	c := &Capture{b: b, done: make(chan struct{}), maxBytes: b.cfg.MaxBytes, session: b.session, codec: b.codec}
 	if len(b.aus) == 0 {
 		// Nothing buffered (yet): the clip starts at the next key frame and
 		// ends post after it (the event instant cannot be placed on the
@@ -246,6 +246,7 @@ func (b *Buffer) Close() error {
 
 // Capture is a clip being collected.
 type Capture struct {
+	b        *Buffer
 	done     chan struct{}
 	maxBytes int
 	session  uint64
@@ -299,6 +300,26 @@ func (c *Capture) finishLocked(truncated bool) {
 	c.finished = true
 	c.truncated = truncated
 	close(c.done)
+}
+
+// Stop ends the capture now with what it has collected (marked Truncated
+// unless it was complete already). A camera that stopped sending, or an
+// agent that needs the memory, does not have to wait for the window's end.
+func (c *Capture) Stop() {
+	c.b.mu.Lock()
+	defer c.b.mu.Unlock()
+	if c.finished {
+		return
+	}
+	c.finishLocked(true)
+	kept := c.b.captures[:0]
+	for _, o := range c.b.captures {
+		if o != c {
+			kept = append(kept, o)
+		}
+	}
+	clear(c.b.captures[len(kept):])
+	c.b.captures = kept
 }
 
 // Done is closed when the clip is complete.

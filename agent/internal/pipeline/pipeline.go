@@ -28,6 +28,12 @@ type Publisher interface {
 	Publish(a *wire.Alert, snapshot []byte) error
 }
 
+// ClipRequester records evidence clips: RequestClip asks for the camera's
+// video around at as the clip of alertID. It must not block.
+type ClipRequester interface {
+	RequestClip(cameraID, alertID string, at time.Time)
+}
+
 // Zone is a named polygon in normalised coordinates.
 type Zone struct {
 	Name    string
@@ -59,6 +65,8 @@ type Config struct {
 	// StreamLostAfter: a camera that delivers no frame this long raises
 	// stream_lost; stream_restored follows when frames come back.
 	StreamLostAfter time.Duration
+	// Clips, when set, records a clip for every event start.
+	Clips ClipRequester
 }
 
 // Model is how motion-only alerts name their detector.
@@ -295,6 +303,9 @@ func (c *Camera) emit(r *rule, tr event.Transition, res motion.Result, f *source
 		c.m.Errors.WithLabelValues(c.cfg.CameraID).Inc()
 		c.log.Error("alert not published", "alert_id", a.AlertID, "err", err)
 		return
+	}
+	if c.cfg.Clips != nil && a.Phase == wire.PhaseStart {
+		c.cfg.Clips.RequestClip(c.cfg.CameraID, a.AlertID, tr.At)
 	}
 	c.m.Events.WithLabelValues(c.cfg.CameraID, a.Type, string(a.Phase)).Inc()
 	c.log.Info("event", "type", a.Type, "phase", a.Phase, "zone", a.Zone, "alert_id", a.AlertID,

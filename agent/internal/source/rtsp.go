@@ -62,6 +62,9 @@ func (r *rtspReader) onState(up bool, err error) {
 
 func (r *rtspReader) onAccessUnit(au rtsp.AccessUnit) {
 	s := r.s
+	if s.cfg.OnAccessUnit != nil {
+		s.cfg.OnAccessUnit(au)
+	}
 	if r.dec == nil || r.dec.Codec() != au.Codec {
 		if r.dec != nil {
 			r.dec.Close()

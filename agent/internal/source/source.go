@@ -58,6 +58,10 @@ type Config struct {
 	Transport    string        // tcp (default), udp or auto
 	KeyframeOnly bool          // decode key frames only (low-power mode)
 	StallTimeout time.Duration // no video this long: reconnect (default 10 s)
+	// OnAccessUnit, when set, receives every encoded access unit before it
+	// is decoded (for the evidence clip buffer). It runs on the network
+	// reader and must return quickly; it must not modify the access unit.
+	OnAccessUnit func(rtsp.AccessUnit)
 }
 
 // State is a source's connection state.
