@@ -9,8 +9,10 @@
 // the window start), the post part is collected as it arrives, and Wait
 // returns the Clip when the window is complete. Clip.WriteMP4 muxes it.
 //
-// A reconnect (a new rtsp session: timestamps restart) empties the buffer
-// and ends captures in progress early, marked Truncated.
+// A reconnect (a new rtsp session: timestamps restart), or timestamps that
+// step back or leap ahead within a session (a camera looping a recording,
+// a reset encoder), empties the buffer and ends captures in progress early,
+// marked Truncated.
 package clip
 
 import (
@@ -27,6 +29,14 @@ import (
 const (
 	DefaultPre      = 10 * time.Second
 	DefaultMaxBytes = 64 << 20
+)
+
+// Timestamp discontinuities within a session: a PTS this far behind the
+// newest one (B-frames reorder by a few frames only) or this far ahead of
+// it starts a new timeline.
+const (
+	maxStepBack = 2 * time.Second
+	maxLeap     = time.Minute
 )
 
 // ErrClosed is returned by Capture after Close.
@@ -81,6 +91,8 @@ func (b *Buffer) Push(au rtsp.AccessUnit) {
 	if au.Session != b.session || au.Codec != b.codec {
 		b.resetLocked()
 		b.session, b.codec = au.Session, au.Codec
+	} else if len(b.aus) > 0 && (au.PTS < b.maxPTS-maxStepBack || au.PTS > b.maxPTS+maxLeap) {
+		b.resetLocked()
 	}
 
 	// Captures in progress take it first: their window may end here.
