@@ -230,3 +230,85 @@ func TestSurvivesMisbehavingCamera(t *testing.T) {
 		})
 	}
 }
+
+// Every per-camera metric of the issue exists from the start (at zero) and
+// moves while the camera streams: frames received (access units), decoded,
+// queued for analysis, dropped; reconnects; stream up; decode time; bytes
+// in; last-frame age. (Frames analysed are the pipeline's.)
+func TestMetricsPerCamera(t *testing.T) {
+	cam := startCamera(t, "127.0.0.1:0")
+	reg := prometheus.NewRegistry()
+	m := NewMetrics(reg)
+	s, err := New("cam", Config{URL: cam.url(), FPS: 5, QueueSize: 2, ReconnectMin: time.Second, ReconnectMax: time.Second}, m, slog.New(slog.DiscardHandler))
+	if err != nil {
+		t.Fatal(err)
+	}
+	series := func() map[string]float64 {
+		mfs, err := reg.Gather()
+		if err != nil {
+			t.Fatal(err)
+		}
+		out := map[string]float64{}
+		for _, mf := range mfs {
+			for _, mm := range mf.GetMetric() {
+				cameraOK := false
+				for _, l := range mm.GetLabel() {
+					cameraOK = cameraOK || (l.GetName() == "camera_id" && l.GetValue() == "cam")
+				}
+				if !cameraOK {
+					continue
+				}
+				switch {
+				case mm.GetCounter() != nil:
+					out[mf.GetName()] += mm.GetCounter().GetValue()
+				case mm.GetGauge() != nil:
+					out[mf.GetName()] += mm.GetGauge().GetValue()
+				case mm.GetHistogram() != nil:
+					out[mf.GetName()] += float64(mm.GetHistogram().GetSampleCount())
+				}
+			}
+		}
+		return out
+	}
+	for _, name := range []string{"xl_agent_frames_decoded_total", "xl_agent_frames_queued_total", "xl_agent_frames_dropped_total",
+		"xl_agent_stream_reconnects_total", "xl_agent_stream_up", "xl_agent_decode_errors_total", "xl_agent_last_frame_age_seconds"} {
+		if _, ok := series()[name]; !ok {
+			t.Errorf("%s missing before the source ran", name)
+		}
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- s.Run(ctx) }()
+	defer func() {
+		cancel()
+		<-done
+		s.Close()
+	}()
+	waitState(t, s, StateStreaming, 20*time.Second)
+	deadline := time.Now().Add(10 * time.Second)
+	for series()["xl_agent_frames_decoded_total"] < 20 && time.Now().Before(deadline) {
+		time.Sleep(50 * time.Millisecond)
+	}
+	got := series()
+	t.Logf("%v", got)
+	for name, min := range map[string]float64{
+		"xl_agent_rtsp_access_units_total":   20, // received
+		"xl_agent_frames_decoded_total":      20,
+		"xl_agent_frames_queued_total":       5,
+		"xl_agent_frames_dropped_total":      1, // nothing pops in this test: the queue of 2 sheds
+		"xl_agent_stream_up":                 1,
+		"xl_agent_rtsp_up":                   1,
+		"xl_agent_decode_seconds":            20, // observations
+		"xl_agent_rtsp_bytes_received_total": 100_000,
+	} {
+		if got[name] < min {
+			t.Errorf("%s = %v, want at least %v", name, got[name], min)
+		}
+	}
+	if age := got["xl_agent_last_frame_age_seconds"]; age > 1 {
+		t.Errorf("last frame age %v s while streaming at 10 fps", age)
+	}
+	if _, ok := got["xl_agent_rtsp_reconnects_total"]; !ok {
+		t.Error("xl_agent_rtsp_reconnects_total missing")
+	}
+}
