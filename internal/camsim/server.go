@@ -1,8 +1,10 @@
 // Package camsim is a camera simulator: an RTSP server that serves video
 // files as looping live H.264 cameras, for tests and demos.
 //
-// Each input is transcoded once with ffmpeg to MPEG-TS/H.264 (cached by
-// content hash), then read in a loop and sent as RTP paced in real time.
+// Each input is prepared once with ffmpeg as MPEG-TS/H.264 (cached by
+// content hash): H.264 inputs are copied as they are (their GOP, bitrate
+// and B-frames), others are transcoded. The file is then read in a loop
+// and sent as RTP paced in real time.
 package camsim
 
 import (
