@@ -16,14 +16,6 @@ package decode
 #include <libavutil/error.h>
 #include <libavutil/log.h>
 #include <libswscale/swscale.h>
-#include <malloc.h>
-
-// xl_keep_picture_memory makes glibc serve picture-sized allocations from
-// its heap and keep freed ones there (see init).
-static void xl_keep_picture_memory(void) {
-	mallopt(M_MMAP_THRESHOLD, 32 << 20);
-	mallopt(M_TRIM_THRESHOLD, 64 << 20);
-}
 
 static int xl_eagain(void) { return AVERROR(EAGAIN); }
 static int xl_eof(void) { return AVERROR_EOF; }
@@ -52,18 +44,6 @@ import (
 
 	"gocv.io/x/gocv"
 )
-
-func init() {
-	// Every decoded picture analysis takes becomes a new Mat (2.7 MB at
-	// 720p, 6 MB at 1080p) that another goroutine frees a moment later.
-	// With glibc's defaults such blocks may be mmap'd and unmapped, or
-	// trimmed from the heap, each time, so that every picture starts with
-	// hundreds of page faults. Keeping allocations below 32 MiB in the heap
-	// (and not trimming it below 64 MiB of free space) lets them reuse warm
-	// memory: about a tenth less CPU in keyframe_only mode, for some MiB of
-	// resident memory.
-	C.xl_keep_picture_memory()
-}
 
 // Codec names, as in rtsp.AccessUnit.Codec.
 const (
