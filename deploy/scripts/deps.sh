@@ -18,6 +18,10 @@ PACKAGES=(
 	ffmpeg libavcodec-dev libavformat-dev libavutil-dev libswscale-dev
 	pkg-config mosquitto mosquitto-clients postgresql
 	gcc g++ make git ca-certificates curl
+	# GStreamer's RTSP server: the RTSP client's interoperability tests
+	# (agent/internal/rtsp/testdata/gst_rtsp_server.py) run it.
+	python3 python3-gi gir1.2-gst-rtsp-server-1.0
+	gstreamer1.0-plugins-base gstreamer1.0-plugins-good gstreamer1.0-plugins-bad
 )
 # The test video ships with opencv-doc; only needed without the shared copy.
 if [[ ! -f ../shared/media/vtest.avi ]]; then

@@ -432,3 +432,45 @@ func clientDone(r *reader) <-chan struct{} {
 	}()
 	return ch
 }
+
+// An H.264 input is served as it is, not transcoded: its own GOP (7
+// frames here, where camsim's transcode would make 20) reaches the client.
+func TestH264InputIsCopied(t *testing.T) {
+	requireTool(t, "ffmpeg")
+	in := filepath.Join(t.TempDir(), "gop7.mp4")
+	if out, err := exec.Command("ffmpeg", "-nostdin", "-loglevel", "error", "-y", "-i", testVideo(t), "-t", "3",
+		"-an", "-c:v", "libx264", "-preset", "veryfast", "-g", "7", "-bf", "0", "-pix_fmt", "yuv420p", in).CombinedOutput(); err != nil {
+		t.Fatalf("ffmpeg: %v: %s", err, out)
+	}
+	log, logs := testLogger(t)
+	srv, err := New(Config{Listen: "127.0.0.1:0", Cameras: []Camera{{ID: "cam", Path: in}}, CacheDir: t.TempDir()}, log)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- srv.Run(ctx) }()
+	defer func() { cancel(); <-done; srv.Close() }()
+	if !strings.Contains(logs.String(), "copy=true") {
+		t.Errorf("H.264 input not copied:\n%s", logs.String())
+	}
+	r := play(t, srv.URL("cam"))
+	waitFor(t, 10*time.Second, "three key frames", func() bool {
+		n := 0
+		for _, au := range r.snapshot() {
+			if au.idr {
+				n++
+			}
+		}
+		return n >= 3
+	})
+	var idrs []int
+	for i, au := range r.snapshot() {
+		if au.idr {
+			idrs = append(idrs, i)
+		}
+	}
+	if gap := idrs[2] - idrs[1]; gap != 7 {
+		t.Errorf("%d frames between key frames, want the input's 7", gap)
+	}
+}

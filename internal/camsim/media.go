@@ -12,6 +12,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"time"
 
@@ -20,8 +21,12 @@ import (
 	tscodecs "github.com/bluenviron/mediacommon/v2/pkg/formats/mpegts/codecs"
 )
 
-// transcodeArgs are the ffmpeg output options. They are part of the cache
-// key: changing them invalidates previously transcoded files.
+// transcodeArgs are the ffmpeg output options for inputs that are not
+// H.264; copyArgs for those that are (served as they are: their GOP, their
+// bitrate, no second generation of compression). Both are part of the cache
+// key: changing them invalidates previously prepared files.
+var copyArgs = []string{"-an", "-c:v", "copy", "-f", "mpegts"}
+
 var transcodeArgs = []string{
 	"-an",
 	"-c:v", "libx264",
@@ -33,7 +38,7 @@ var transcodeArgs = []string{
 }
 
 // cacheKeyVersion is bumped whenever the layout/semantics of cached files change.
-const cacheKeyVersion = "xl-camsim/transcode/v1"
+const cacheKeyVersion = "xl-camsim/transcode/v2"
 
 // stderrTailBytes is how much of ffmpeg's stderr is kept for error messages.
 const stderrTailBytes = 2048
@@ -51,8 +56,8 @@ type mediaInfo struct {
 	fps    float64
 }
 
-// cacheKey hashes the input content together with the transcode parameters.
-func cacheKey(inputPath string) (string, error) {
+// cacheKey hashes the input content together with the ffmpeg arguments.
+func cacheKey(inputPath string, args []string) (string, error) {
 	f, err := os.Open(inputPath)
 	if err != nil {
 		return "", err
@@ -60,7 +65,7 @@ func cacheKey(inputPath string) (string, error) {
 	defer f.Close()
 
 	h := sha256.New()
-	fmt.Fprintf(h, "%s\n%s\n", cacheKeyVersion, strings.Join(transcodeArgs, " "))
+	fmt.Fprintf(h, "%s\n%s\n", cacheKeyVersion, strings.Join(args, " "))
 	if _, err := io.Copy(h, f); err != nil {
 		return "", err
 	}
@@ -70,7 +75,11 @@ func cacheKey(inputPath string) (string, error) {
 // prepareMedia makes sure a transcoded MPEG-TS/H.264 copy of cam.Path exists
 // in cacheDir and returns its description.
 func prepareMedia(cam Camera, cacheDir, ffmpeg string, log *slog.Logger) (*mediaInfo, error) {
-	key, err := cacheKey(cam.Path)
+	args := transcodeArgs
+	if codec, err := videoCodec(cam.Path, ffmpeg); err == nil && codec == "h264" {
+		args = copyArgs
+	}
+	key, err := cacheKey(cam.Path, args)
 	if err != nil {
 		return nil, fmt.Errorf("camera %q: read input %q: %w", cam.ID, cam.Path, err)
 	}
@@ -87,8 +96,8 @@ func prepareMedia(cam Camera, cacheDir, ffmpeg string, log *slog.Logger) (*media
 	}
 
 	start := time.Now()
-	log.Info("transcoding input", "input", cam.Path, "file", out, "cached", false)
-	if err := transcode(cam.Path, out, ffmpeg); err != nil {
+	log.Info("transcoding input", "input", cam.Path, "file", out, "cached", false, "copy", args[2] == "copy")
+	if err := transcode(cam.Path, out, ffmpeg, args); err != nil {
 		return nil, fmt.Errorf("camera %q: transcode %q: %w", cam.ID, cam.Path, err)
 	}
 	info, err := probeTS(out)
@@ -100,9 +109,29 @@ func prepareMedia(cam Camera, cacheDir, ffmpeg string, log *slog.Logger) (*media
 	return info, nil
 }
 
-// transcode runs ffmpeg once, writing to a temporary file in the cache
-// directory which is renamed to out on success.
-func transcode(in, out, ffmpeg string) error {
+// videoCodecRe finds the first video stream's codec in ffmpeg's description
+// of an input ("Stream #0:0[0x1](und): Video: h264 (High) ...").
+var videoCodecRe = regexp.MustCompile(`Stream #\d+:\d+\S*: Video: (\w+)`)
+
+// videoCodec returns the codec of the input's first video stream as ffmpeg
+// names it ("h264", "hevc", "mpeg4", …).
+func videoCodec(in, ffmpeg string) (string, error) {
+	bin, err := exec.LookPath(ffmpeg)
+	if err != nil {
+		return "", err
+	}
+	// Without an output ffmpeg describes the input and exits non-zero.
+	out, _ := exec.Command(bin, "-hide_banner", "-nostdin", "-i", in).CombinedOutput()
+	m := videoCodecRe.FindSubmatch(out)
+	if m == nil {
+		return "", fmt.Errorf("no video stream in %q", in)
+	}
+	return string(m[1]), nil
+}
+
+// transcode runs ffmpeg once with the output options args, writing to a
+// temporary file in the cache directory which is renamed to out on success.
+func transcode(in, out, ffmpeg string, outArgs []string) error {
 	bin, err := exec.LookPath(ffmpeg)
 	if err != nil {
 		return fmt.Errorf("ffmpeg binary %q not found: %w", ffmpeg, err)
@@ -122,7 +151,7 @@ func transcode(in, out, ffmpeg string) error {
 	}()
 
 	args := []string{"-nostdin", "-loglevel", "error", "-y", "-i", in}
-	args = append(args, transcodeArgs...)
+	args = append(args, outArgs...)
 	args = append(args, tmpName)
 
 	stderr := &tailBuffer{max: stderrTailBytes}

@@ -1,8 +1,10 @@
 // Package camsim is a camera simulator: an RTSP server that serves video
 // files as looping live H.264 cameras, for tests and demos.
 //
-// Each input is transcoded once with ffmpeg to MPEG-TS/H.264 (cached by
-// content hash), then read in a loop and sent as RTP paced in real time.
+// Each input is prepared once with ffmpeg as MPEG-TS/H.264 (cached by
+// content hash): H.264 inputs are copied as they are (their GOP, bitrate
+// and B-frames), others are transcoded. The file is then read in a loop
+// and sent as RTP paced in real time.
 package camsim
 
 import (
@@ -37,6 +39,7 @@ type Server struct {
 	rtsp      *gortsplib.Server
 	cams      map[string]*camera
 	order     []*camera
+	faults    *faults
 	streamsMu sync.RWMutex // guards camera.stream while streams are being created
 
 	mu        sync.Mutex
@@ -77,9 +80,10 @@ func New(cfg Config, log *slog.Logger) (*Server, error) {
 	}
 
 	s := &Server{
-		log:  log,
-		cfg:  cfg,
-		cams: make(map[string]*camera, len(cfg.Cameras)),
+		log:    log,
+		cfg:    cfg,
+		cams:   make(map[string]*camera, len(cfg.Cameras)),
+		faults: newFaults(),
 	}
 
 	for _, c := range cfg.Cameras {
@@ -99,6 +103,14 @@ func New(cfg Config, log *slog.Logger) (*Server, error) {
 		RTSPAddress:    cfg.Listen,
 		UDPRTPAddress:  cfg.UDPRTPAddress,
 		UDPRTCPAddress: cfg.UDPRTCPAddress,
+		// Every connection goes through the fault injector.
+		Listen: func(network, address string) (net.Listener, error) {
+			l, err := net.Listen(network, address)
+			if err != nil {
+				return nil, err
+			}
+			return &faultListener{Listener: l, f: s.faults}, nil
+		},
 	}
 
 	// Hold the lock so requests arriving between Start and the creation of
@@ -143,7 +155,8 @@ func (s *Server) createStreams() error {
 			return fmt.Errorf("camsim: camera %q: create stream: %w", cam.ID, err)
 		}
 		cam.stream = st
-		sr, err := newStreamer(cam.ID, cam.info, st, cam.log)
+		id := cam.ID
+		sr, err := newStreamer(cam.ID, cam.info, st, func() Fault { return s.faults.of(id) }, cam.log)
 		if err != nil {
 			return fmt.Errorf("camsim: %w", err)
 		}
@@ -250,6 +263,7 @@ func (s *Server) Close() error {
 
 func (s *Server) shutdown() {
 	s.closeOnce.Do(func() {
+		s.faults.stopTimers()
 		s.wg.Wait()
 		s.closeStreams()
 		s.rtsp.Close()
@@ -290,9 +304,12 @@ func (h *handler) OnConnClose(ctx *gortsplib.ServerHandlerOnConnCloseCtx) {
 	h.s.log.Debug("rtsp connection closed", "remote", ctx.Conn.NetConn().RemoteAddr().String(), "reason", ctx.Error)
 }
 
-func (h *handler) OnSessionOpen(_ *gortsplib.ServerHandlerOnSessionOpenCtx) {}
+func (h *handler) OnSessionOpen(ctx *gortsplib.ServerHandlerOnSessionOpenCtx) {
+	h.s.faults.addSession(ctx.Session)
+}
 
 func (h *handler) OnSessionClose(ctx *gortsplib.ServerHandlerOnSessionCloseCtx) {
+	h.s.faults.removeSession(ctx.Session)
 	if p := ctx.Session.Path(); p != "" {
 		h.s.log.Info("client session closed", "camera_id", strings.Trim(p, "/"), "reason", ctx.Error)
 	}
@@ -304,6 +321,10 @@ func (h *handler) OnDescribe(ctx *gortsplib.ServerHandlerOnDescribeCtx) (*base.R
 		h.s.log.Info("DESCRIBE for unknown camera", "path", ctx.Path)
 		return &base.Response{StatusCode: base.StatusNotFound}, nil, nil
 	}
+	if h.s.faults.of(cam.ID) == FaultStop {
+		cam.log.Info("DESCRIBE refused: the camera is stopped (fault)")
+		return &base.Response{StatusCode: base.StatusNotFound}, nil, nil
+	}
 	cam.log.Debug("DESCRIBE", "remote", ctx.Conn.NetConn().RemoteAddr().String())
 	return &base.Response{StatusCode: base.StatusOK}, st, nil
 }
@@ -312,6 +333,9 @@ func (h *handler) OnSetup(ctx *gortsplib.ServerHandlerOnSetupCtx) (*base.Respons
 	cam, st := h.s.lookup(ctx.Path)
 	if st == nil {
 		h.s.log.Info("SETUP for unknown camera", "path", ctx.Path)
+		return &base.Response{StatusCode: base.StatusNotFound}, nil, nil
+	}
+	if h.s.faults.of(cam.ID) == FaultStop {
 		return &base.Response{StatusCode: base.StatusNotFound}, nil, nil
 	}
 	cam.log.Debug("SETUP", "remote", ctx.Conn.NetConn().RemoteAddr().String())

@@ -37,6 +37,7 @@ type streamer struct {
 	stream *gortsplib.ServerStream
 	media  *description.Media
 	format *format.H264
+	fault  func() Fault
 	log    *slog.Logger
 
 	enc     *rtph264.Encoder
@@ -53,7 +54,7 @@ type streamer struct {
 // errStop aborts a read loop when the context is cancelled.
 var errStop = errors.New("stop")
 
-func newStreamer(id string, info *mediaInfo, stream *gortsplib.ServerStream, log *slog.Logger) (*streamer, error) {
+func newStreamer(id string, info *mediaInfo, stream *gortsplib.ServerStream, fault func() Fault, log *slog.Logger) (*streamer, error) {
 	medi := stream.Desc.Medias[0]
 	forma, ok := medi.Formats[0].(*format.H264)
 	if !ok {
@@ -77,6 +78,7 @@ func newStreamer(id string, info *mediaInfo, stream *gortsplib.ServerStream, log
 		stream:     stream,
 		media:      medi,
 		format:     forma,
+		fault:      fault,
 		log:        log,
 		enc:        enc,
 		rtpBase:    binary.BigEndian.Uint32(b[:]),
@@ -206,10 +208,19 @@ func (s *streamer) pace(ctx context.Context, ticks int64) (time.Time, error) {
 
 // write packetizes one access unit and hands it to the stream.
 func (s *streamer) write(au [][]byte, ptsTicks int64, ntp time.Time) error {
+	fault := s.fault()
+	if fault == FaultStall || fault == FaultStop {
+		return nil // the timeline goes on; nothing is sent
+	}
 	au = withParams(au, s.info.sps, s.info.pps)
 	pkts, err := s.enc.Encode(au)
 	if err != nil {
 		return fmt.Errorf("RTP encode: %w", err)
+	}
+	if fault == FaultBadRTP {
+		for _, p := range pkts {
+			_, _ = rand.Read(p.Payload)
+		}
 	}
 	ts := uint32(int64(s.rtpBase) + ptsTicks) // wraps modulo 2^32, as RTP expects
 	for _, p := range pkts {

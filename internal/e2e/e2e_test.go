@@ -14,6 +14,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"syscall"
 	"testing"
@@ -109,6 +110,7 @@ type alertView struct {
 		SnapshotSHA256 string `json:"snapshot_sha256"`
 	}
 	SnapshotURL string `json:"snapshot_url"`
+	ClipURL     string `json:"clip_url"`
 }
 
 func listAlerts(base, typ string) ([]alertView, error) {
@@ -145,6 +147,8 @@ cameras:
     stall_timeout: 2s
     # Motion only: this test is about the path from camera to console.
     detect: {enabled: false}
+    record: rtsp://127.0.0.1:%d/cam-e2e
+    clip: {pre: 3s, post: 2s}
     zones:
       - name: north_path
         tags: [restricted]
@@ -186,7 +190,7 @@ func TestWalkingSkeleton(t *testing.T) {
 	})
 
 	cfgPath := filepath.Join(work, "agent.yaml")
-	if err := os.WriteFile(cfgPath, []byte(fmt.Sprintf(agentConfig, broker, agentPort, filepath.Join(work, "outbox.db"), rtsp)), 0o600); err != nil {
+	if err := os.WriteFile(cfgPath, []byte(fmt.Sprintf(agentConfig, broker, agentPort, filepath.Join(work, "outbox.db"), rtsp, rtsp)), 0o600); err != nil {
 		t.Fatal(err)
 	}
 	agent := start(t, "xl-agent", nil, filepath.Join(bin, "xl-agent"), "run", "--config", cfgPath)
@@ -240,6 +244,53 @@ func TestWalkingSkeleton(t *testing.T) {
 	sum := sha256.Sum256(jpeg)
 	if resp.StatusCode != 200 || resp.Header.Get("Content-Type") != "image/jpeg" || hex.EncodeToString(sum[:]) != startA.Evidence.SnapshotSHA256 {
 		t.Fatalf("snapshot: status %d type %s, sha mismatch %x vs %s", resp.StatusCode, resp.Header.Get("Content-Type"), sum, startA.Evidence.SnapshotSHA256)
+	}
+
+	// The start alert's clip, cut from the record stream: 3 s before the
+	// detection and 2 s after it, from a key frame (camsim's GOP is 2 s).
+	var clipURL string
+	waitFor(t, agent, 30*time.Second, "the start alert's clip at central", func() bool {
+		as, err := listAlerts(base, "intrusion")
+		if err != nil {
+			return false
+		}
+		for _, a := range as {
+			if a.AlertID == startA.AlertID {
+				clipURL = a.ClipURL
+			}
+		}
+		return clipURL != ""
+	})
+	resp, err = http.Get(base + clipURL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	mp4, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != 200 || resp.Header.Get("Content-Type") != "video/mp4" {
+		t.Fatalf("clip: status %d type %s", resp.StatusCode, resp.Header.Get("Content-Type"))
+	}
+	clipPath := filepath.Join(work, "clip.mp4")
+	if err := os.WriteFile(clipPath, mp4, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	probe := exec.Command("ffprobe", "-v", "error", "-count_frames", "-show_entries", "stream=codec_name,nb_read_frames:format=duration", "-of", "csv=p=0", clipPath)
+	var probeErr strings.Builder
+	probe.Stderr = &probeErr
+	out, err := probe.Output()
+	if err != nil || probeErr.Len() > 0 {
+		t.Fatalf("ffprobe of the clip: %v %s", err, probeErr.String())
+	}
+	fields := strings.FieldsFunc(string(out), func(r rune) bool { return r == ',' || r == '\n' })
+	if len(fields) != 3 {
+		t.Fatalf("ffprobe output %q", out)
+	}
+	codec := fields[0]
+	frames, _ := strconv.Atoi(fields[1])
+	secs, _ := strconv.ParseFloat(fields[2], 64)
+	t.Logf("clip: %s, %d frames, %.2f s, %d bytes", codec, frames, secs, len(mp4))
+	if codec != "h264" || secs < 4.85 || secs > 7.15 || frames < int(secs*10)-2 {
+		t.Errorf("clip %s %d frames %.2f s, want h264 of 5–7 s at 10 fps", codec, frames, secs)
 	}
 
 	// The agent is listed online, and its metrics show analysed frames.

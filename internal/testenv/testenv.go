@@ -125,6 +125,20 @@ func Model(t testing.TB) string {
 	return ""
 }
 
+// Missing reports that something a test needs from the machine is absent:
+// the test is skipped with the message, except in CI (CI=true), where
+// everything `make deps` installs is present and the test fails instead.
+// Use it for dependencies that deploy/scripts/deps.sh installs but that a
+// developer's machine may lack (as Model does for the model file).
+func Missing(t testing.TB, format string, args ...any) {
+	t.Helper()
+	msg := fmt.Sprintf(format, args...)
+	if os.Getenv("CI") != "" {
+		t.Fatalf("%s (CI=true: run deploy/scripts/deps.sh)", msg)
+	}
+	t.Skipf("%s; run `make deps` (deploy/scripts/deps.sh) to run this test", msg)
+}
+
 // RunWithTempDir runs a package's tests with *dir set to a new temporary
 // directory (a cache the tests share, e.g. for transcoded video), removes it
 // afterwards and returns the exit code for os.Exit.

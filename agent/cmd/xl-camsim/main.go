@@ -1,7 +1,8 @@
 // Command xl-camsim is a camera simulator: it serves video files as looping
-// live RTSP/H.264 cameras for tests and demos.
+// live RTSP/H.264 cameras for tests and demos, and misbehaves on demand.
 //
-//	xl-camsim --listen 127.0.0.1:8554 --camera cam-01=video.avi [--camera cam-02=other.mp4]
+//	xl-camsim --listen 127.0.0.1:8554 --camera cam-01=video.avi [--camera cam-02=other.mp4] [--control 127.0.0.1:8555]
+//	curl -X POST '127.0.0.1:8555/cameras/cam-01/fault?kind=stall&for=30s'
 package main
 
 import (
@@ -9,10 +10,13 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net"
+	"net/http"
 	"os"
 	"os/signal"
 	"strings"
 	"syscall"
+	"time"
 
 	"github.com/spf13/cobra"
 
@@ -36,6 +40,7 @@ type options struct {
 	ffmpeg    string
 	udpRTP    string
 	udpRTCP   string
+	control   string
 	logFormat string
 	logLevel  string
 }
@@ -65,6 +70,7 @@ func newRootCmd() *cobra.Command {
 	f.StringVar(&o.ffmpeg, "ffmpeg", "ffmpeg", "ffmpeg binary")
 	f.StringVar(&o.udpRTP, "udp-rtp", "", "UDP RTP address (even port) to also offer UDP transport; needs --udp-rtcp")
 	f.StringVar(&o.udpRTCP, "udp-rtcp", "", "UDP RTCP address (RTP port + 1)")
+	f.StringVar(&o.control, "control", "", "HTTP address of the fault API (e.g. 127.0.0.1:8555): POST /cameras/ID/fault?kind=drop|stall|stop|garbage|bad_rtp|bad_sdp[&for=30s], DELETE /cameras/ID/fault, GET /faults")
 	f.StringVar(&o.logFormat, "log-format", "text", "log format: text or json")
 	f.StringVar(&o.logLevel, "log-level", "info", "log level: debug, info, warn or error")
 
@@ -119,7 +125,25 @@ func run(cmd *cobra.Command, o options) error {
 	for _, c := range cams {
 		fmt.Fprintf(out, "%s\t%s\n", c.ID, srv.URL(c.ID))
 	}
-	return srv.Run(ctx)
+	if o.control == "" {
+		return srv.Run(ctx)
+	}
+	ln, err := net.Listen("tcp", o.control)
+	if err != nil {
+		return fmt.Errorf("--control: %w", err)
+	}
+	fmt.Fprintf(out, "control\thttp://%s/faults\n", ln.Addr())
+	hs := &http.Server{Handler: srv.ControlHandler(), ReadHeaderTimeout: 5 * time.Second}
+	served := make(chan error, 1)
+	go func() { served <- hs.Serve(ln) }() // joined below
+	err = srv.Run(ctx)
+	shutdown, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	_ = hs.Shutdown(shutdown)
+	if serr := <-served; !errors.Is(serr, http.ErrServerClosed) {
+		err = errors.Join(err, fmt.Errorf("control API: %w", serr))
+	}
+	return err
 }
 
 func newLogger(format, level string) (*slog.Logger, error) {

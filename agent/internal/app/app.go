@@ -72,12 +72,19 @@ func New(cfg *Config, path string, log *slog.Logger) (_ *Agent, err error) {
 	}
 	a.parts.Add(a.pub)
 	srcMetrics, pipeMetrics := source.NewMetrics(a.Reg), pipeline.NewMetrics(a.Reg)
+	rec, err := newRecorder(cfg, a.pub, srcMetrics.RTSP, a.Reg, log)
+	if err != nil {
+		return nil, err
+	}
+	if rec != nil {
+		a.parts.Add(rec)
+	}
 	for _, cc := range cfg.Cameras {
 		src, err := source.New(cc.ID, source.Config{
 			URL: cc.URL, FPS: cc.DetectFPS, Realtime: *cc.Realtime, QueueSize: 4,
 			ReconnectMin: time.Second, ReconnectMax: 30 * time.Second,
 			Transport: cc.Transport, KeyframeOnly: cc.KeyframeOnly, StallTimeout: cc.StallTimeout,
-			OnState: func(source.State) { a.pub.RefreshStatus() },
+			OnState: func(source.State) { a.pub.RefreshStatus() }, OnAccessUnit: rec.Feed(cc.ID),
 		}, srcMetrics, log)
 		if err != nil {
 			return nil, err
@@ -86,6 +93,9 @@ func New(cfg *Config, path string, log *slog.Logger) (_ *Agent, err error) {
 		if err != nil {
 			src.Close()
 			return nil, err
+		}
+		if rec.Records(cc.ID) {
+			pc.Clips = rec
 		}
 		cam, err := pipeline.New(pc, src, a.pub, pipeMetrics, log)
 		if err != nil {

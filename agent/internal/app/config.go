@@ -16,6 +16,7 @@ import (
 	"github.com/xueliang/xl/agent/internal/scenario"
 	"github.com/xueliang/xl/agent/internal/tamper"
 	"github.com/xueliang/xl/agent/internal/zone"
+	"github.com/xueliang/xl/agent/internal/recorder"
 	"github.com/xueliang/xl/internal/config"
 	"github.com/xueliang/xl/internal/logging"
 	"github.com/xueliang/xl/internal/mqttc"
@@ -144,6 +145,21 @@ type CameraConfig struct {
 	Tamper    TamperConfig       `mapstructure:"tamper"`
 	Zones     []ZoneConfig       `mapstructure:"zones"`
 	Scenarios []ScenarioConfig   `mapstructure:"scenarios"`
+	// Record is the camera's main stream, pulled (never decoded) for
+	// evidence clips; empty: clips are cut from the detect stream (url).
+	Record string     `mapstructure:"record"`
+	Clip   ClipConfig `mapstructure:"clip"`
+}
+
+// ClipConfig is a camera's evidence clips: when an event starts, pre
+// seconds before it and post seconds after it are sent as an MP4.
+type ClipConfig struct {
+	// Enabled defaults to true for RTSP cameras (url or record) and false
+	// for file:// sources without a record stream.
+	Enabled  *bool         `mapstructure:"enabled"`
+	Pre      time.Duration `mapstructure:"pre"`
+	Post     time.Duration `mapstructure:"post"`
+	MaxBytes int           `mapstructure:"max_bytes"`
 }
 
 // CameraDetectConfig says when a camera's frames go to the detector.
@@ -207,6 +223,19 @@ func (c *Config) ApplyDefaults() {
 		}
 		if cam.StreamLostAfter == 0 {
 			cam.StreamLostAfter = 30 * time.Second
+		}
+		if cam.Clip.Enabled == nil {
+			on := cam.Record != "" || !strings.HasPrefix(cam.URL, "file:")
+			cam.Clip.Enabled = &on
+		}
+		if cam.Clip.Pre == 0 {
+			cam.Clip.Pre = recorder.DefaultPre
+		}
+		if cam.Clip.Post == 0 {
+			cam.Clip.Post = recorder.DefaultPost
+		}
+		if cam.Clip.MaxBytes == 0 {
+			cam.Clip.MaxBytes = recorder.DefaultMaxBytes
 		}
 		m := &cam.Motion
 		if m.Width == 0 {
@@ -333,6 +362,26 @@ func (c *Config) Validate() []config.FieldError {
 		}
 		if cam.StreamLostAfter < time.Second {
 			p.Add(key+".stream_lost_after", "at least 1s")
+		}
+		if cam.Record != "" {
+			p.URL(key+".record", cam.Record, "rtsp", "rtsps")
+		}
+		if cl := cam.Clip; cl.Enabled != nil && *cl.Enabled {
+			if cam.Record == "" && strings.HasPrefix(cam.URL, "file:") {
+				p.Add(key+".clip.enabled", "clips need an RTSP stream: set record, or an rtsp:// url")
+			}
+			if cl.Pre < 0 || cl.Pre > time.Minute {
+				p.Add(key+".clip.pre", "must be within 0–1m")
+			}
+			if cl.Post < 0 || cl.Post > time.Minute {
+				p.Add(key+".clip.post", "must be within 0–1m")
+			}
+			if cl.Pre+cl.Post < time.Second {
+				p.Add(key+".clip", "pre + post must be at least 1s")
+			}
+			if cl.MaxBytes < 1<<20 || cl.MaxBytes > wire.MaxClipBytes {
+				p.Add(key+".clip.max_bytes", "must be within 1048576 (1 MiB) – %d (the wire contract's limit)", wire.MaxClipBytes)
+			}
 		}
 		m := cam.Motion
 		if m.Width < 64 || m.Width > 4096 {

@@ -6,8 +6,10 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/xueliang/xl/internal/cli"
+	"github.com/xueliang/xl/internal/wire"
 )
 
 func TestShippedConfigLoads(t *testing.T) {
@@ -109,5 +111,64 @@ func TestValidationCatchesCrossReferences(t *testing.T) {
 		if !strings.Contains(err.Error(), want) {
 			t.Errorf("missing %q in %v", want, err)
 		}
+	}
+}
+
+func TestClipConfig(t *testing.T) {
+	valid := strings.Replace(threeMistakes, "detect_fsp: 5", "detect_fps: 5", 1)
+	valid = strings.Replace(valid, "[[0.1, 0.1], [0.9, 0.1]]", "[[0.1, 0.1], [0.9, 0.1], [0.5, 0.9]]", 1)
+	valid = strings.Replace(valid, "severity: 9", "severity: 2", 1)
+	load := func(t *testing.T, body string) (*Config, error) {
+		t.Helper()
+		path := filepath.Join(t.TempDir(), "agent.yaml")
+		if err := os.WriteFile(path, []byte(body), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		return LoadConfig(path)
+	}
+	camera := "    url: rtsp://127.0.0.1:8554/cam-1\n"
+
+	t.Run("defaults", func(t *testing.T) {
+		cfg, err := load(t, valid)
+		if err != nil {
+			t.Fatal(err)
+		}
+		c := cfg.Cameras[0].Clip
+		if !*c.Enabled || c.Pre != 6*time.Second || c.Post != 6*time.Second || c.MaxBytes != wire.MaxClipBytes || cfg.Cameras[0].Record != "" {
+			t.Fatalf("clip defaults %+v", c)
+		}
+		// A file source has no clips unless it names a record stream.
+		cfg, err = load(t, strings.Replace(valid, camera, "    url: file:///dev/null\n", 1))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if *cfg.Cameras[0].Clip.Enabled {
+			t.Error("clips enabled for a file source")
+		}
+		cfg, err = load(t, strings.Replace(valid, camera, "    url: file:///dev/null\n    record: rtsp://10.0.0.9/main\n", 1))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !*cfg.Cameras[0].Clip.Enabled {
+			t.Error("clips disabled for a file source with a record stream")
+		}
+	})
+	for _, tc := range []struct{ name, insert, want string }{
+		{"record-scheme", "    record: http://10.0.0.9/main\n", "cameras[0].record"},
+		{"file-clips", "    clip: {enabled: true}\n", "clips need an RTSP stream"},
+		{"too-long", "    clip: {pre: 2m}\n", "cameras[0].clip.pre: must be within 0–1m"},
+		{"too-short", "    clip: {pre: 1ms, post: 1ms}\n", "pre + post must be at least 1s"},
+		{"over-contract", "    clip: {max_bytes: 20000000}\n", "cameras[0].clip.max_bytes"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			body := strings.Replace(valid, camera, camera+tc.insert, 1)
+			if tc.name == "file-clips" {
+				body = strings.Replace(valid, camera, "    url: file:///dev/null\n"+tc.insert, 1)
+			}
+			_, err := load(t, body)
+			if err == nil || !strings.Contains(err.Error(), tc.want) {
+				t.Fatalf("error %v, want %q", err, tc.want)
+			}
+		})
 	}
 }

@@ -9,8 +9,10 @@
 // the window start), the post part is collected as it arrives, and Wait
 // returns the Clip when the window is complete. Clip.WriteMP4 muxes it.
 //
-// A reconnect (a new rtsp session: timestamps restart) empties the buffer
-// and ends captures in progress early, marked Truncated.
+// A reconnect (a new rtsp session: timestamps restart), or timestamps that
+// step back or leap ahead within a session (a camera looping a recording,
+// a reset encoder), empties the buffer and ends captures in progress early,
+// marked Truncated.
 package clip
 
 import (
@@ -27,6 +29,14 @@ import (
 const (
 	DefaultPre      = 10 * time.Second
 	DefaultMaxBytes = 64 << 20
+)
+
+// Timestamp discontinuities within a session: a PTS this far behind the
+// newest one (B-frames reorder by a few frames only) or this far ahead of
+// it starts a new timeline.
+const (
+	maxStepBack = 2 * time.Second
+	maxLeap     = time.Minute
 )
 
 // ErrClosed is returned by Capture after Close.
@@ -81,6 +91,8 @@ func (b *Buffer) Push(au rtsp.AccessUnit) {
 	if au.Session != b.session || au.Codec != b.codec {
 		b.resetLocked()
 		b.session, b.codec = au.Session, au.Codec
+	} else if len(b.aus) > 0 && (au.PTS < b.maxPTS-maxStepBack || au.PTS > b.maxPTS+maxLeap) {
+		b.resetLocked()
 	}
 
 	// Captures in progress take it first: their window may end here.
@@ -198,7 +210,7 @@ func (b *Buffer) Capture(at time.Time, pre, post time.Duration) (*Capture, error
 	if b.closed {
 		return nil, ErrClosed
 	}
-	c := &Capture{done: make(chan struct{}), maxBytes: b.cfg.MaxBytes, session: b.session, codec: b.codec}
+	c := &Capture{b: b, done: make(chan struct{}), maxBytes: b.cfg.MaxBytes, session: b.session, codec: b.codec}
 	if len(b.aus) == 0 {
 		// Nothing buffered (yet): the clip starts at the next key frame and
 		// ends post after it (the event instant cannot be placed on the
@@ -246,6 +258,7 @@ func (b *Buffer) Close() error {
 
 // Capture is a clip being collected.
 type Capture struct {
+	b        *Buffer
 	done     chan struct{}
 	maxBytes int
 	session  uint64
@@ -299,6 +312,26 @@ func (c *Capture) finishLocked(truncated bool) {
 	c.finished = true
 	c.truncated = truncated
 	close(c.done)
+}
+
+// Stop ends the capture now with what it has collected (marked Truncated
+// unless it was complete already). A camera that stopped sending, or an
+// agent that needs the memory, does not have to wait for the window's end.
+func (c *Capture) Stop() {
+	c.b.mu.Lock()
+	defer c.b.mu.Unlock()
+	if c.finished {
+		return
+	}
+	c.finishLocked(true)
+	kept := c.b.captures[:0]
+	for _, o := range c.b.captures {
+		if o != c {
+			kept = append(kept, o)
+		}
+	}
+	clear(c.b.captures[len(kept):])
+	c.b.captures = kept
 }
 
 // Done is closed when the clip is complete.

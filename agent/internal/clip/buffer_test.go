@@ -298,3 +298,35 @@ func TestNewBufferValidates(t *testing.T) {
 		t.Error("negative pre accepted")
 	}
 }
+
+// A source that loops a recording restarts its timestamps within one
+// session: the buffer starts a new timeline instead of trimming the new
+// video against the old one, and a capture across the jump is truncated.
+func TestBufferTimestampStepBack(t *testing.T) {
+	b := newBuffer(t, BufferConfig{Pre: 3 * time.Second})
+	s := &synth{t0: time.Now(), gop: 10, size: 5, session: 1}
+	last := push(b, s, 50) // 5 s
+	c, err := b.Capture(last.Wall, time.Second, 10*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.n = 0 // PTS back to 0, same session
+	s.t0 = last.Wall.Add(100 * time.Millisecond)
+	push(b, s, 40)
+	checkStartsAtKey(t, b)
+	if st := b.Stats(); st.Duration < 3*time.Second || st.AccessUnits != 40 {
+		t.Errorf("after the step back the buffer holds %+v, want the 40 new access units (3.9 s)", st)
+	}
+	clip, err := c.Wait(t.Context())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !clip.Truncated {
+		t.Error("capture across the step back not truncated")
+	}
+	for _, au := range clip.AUs {
+		if au.PTS < 3*time.Second {
+			t.Fatalf("capture took access unit at %v from the new timeline", au.PTS)
+		}
+	}
+}

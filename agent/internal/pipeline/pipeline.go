@@ -39,6 +39,12 @@ type Publisher interface {
 	Publish(a *wire.Alert, snapshot, clean []byte) error
 }
 
+// ClipRequester records evidence clips: RequestClip asks for the camera's
+// video around at as the clip of alertID. It must not block.
+type ClipRequester interface {
+	RequestClip(cameraID, alertID string, at time.Time)
+}
+
 // Zone is a named polygon in normalised coordinates, with tags; an exclude
 // zone masks out what must not count.
 type Zone = zone.Zone
@@ -80,6 +86,8 @@ type Config struct {
 	DetectorModel wire.Model
 	// NewEventID makes event IDs (default wire.NewULID); tests set it.
 	NewEventID func(time.Time) string
+	// Clips, when set, records a clip for every event start.
+	Clips ClipRequester
 }
 
 // Model is how motion-only alerts name their detector.
@@ -420,6 +428,9 @@ func (c *Camera) emit(r scenario.Result, frame gocv.Mat) {
 		return
 	}
 	c.alerts++
+	if c.cfg.Clips != nil && a.Phase == wire.PhaseStart {
+		c.cfg.Clips.RequestClip(c.cfg.CameraID, a.AlertID, tr.At)
+	}
 	if tr.Phase == wire.PhaseStart {
 		c.events[a.Type]++
 	}

@@ -186,6 +186,25 @@ func (p *Publisher) Publish(a *wire.Alert, snapshot, clean []byte) error {
 	return p.ob.Put(msgs...)
 }
 
+// PublishEvidence writes evidence that follows its alert later (a clip
+// recorded after the event started) to the outbox, in the lane of its kind
+// (clips leave after alerts and snapshots, and are evicted first). It
+// returns once the evidence is on disk.
+func (p *Publisher) PublishEvidence(cameraID, alertID string, kind wire.EvidenceKind, payload []byte) error {
+	if err := wire.CheckEvidence(kind, payload); err != nil {
+		return fmt.Errorf("publish: %s of %s: %w", kind, alertID, err)
+	}
+	topic := wire.EvidenceTopic(p.agentID, alertID, kind)
+	if _, err := wire.ParseAgentTopic(topic); err != nil {
+		return fmt.Errorf("publish: %w", err)
+	}
+	lane := outbox.LaneClip
+	if kind == wire.EvidenceSnapshot {
+		lane = outbox.LaneSnapshot
+	}
+	return p.ob.Put(outbox.Message{Lane: lane, CameraID: cameraID, Topic: topic, Payload: payload})
+}
+
 // Ready reports whether the broker connection is up.
 func (p *Publisher) Ready(context.Context) error {
 	if !p.connected.Load() {

@@ -66,6 +66,9 @@ var (
 type Config struct {
 	// CameraID labels metrics and logs. Required.
 	CameraID string
+	// Stream labels metrics and logs: StreamDetect (the default) or
+	// StreamRecord.
+	Stream string
 	// URL is rtsp:// or rtsps://; credentials in the URL
 	// (rtsp://user:pass@host/path) are used for basic or digest auth.
 	URL string
@@ -100,6 +103,9 @@ type Config struct {
 func (cfg Config) withDefaults() Config {
 	if cfg.Transport == "" {
 		cfg.Transport = TransportTCP
+	}
+	if cfg.Stream == "" {
+		cfg.Stream = StreamDetect
 	}
 	if cfg.ReadTimeout <= 0 {
 		cfg.ReadTimeout = DefaultReadTimeout
@@ -161,6 +167,9 @@ func New(cfg Config, m *Metrics, log *slog.Logger) (*Client, error) {
 	default:
 		return nil, fmt.Errorf("rtsp: camera %s: transport %q is not tcp, udp or auto", cfg.CameraID, cfg.Transport)
 	}
+	if cfg.Stream != StreamDetect && cfg.Stream != StreamRecord {
+		return nil, fmt.Errorf("rtsp: camera %s: stream %q is not %s or %s", cfg.CameraID, cfg.Stream, StreamDetect, StreamRecord)
+	}
 	if m == nil {
 		m, _ = NewMetrics(nil) // never fails without a registry
 	}
@@ -172,8 +181,8 @@ func New(cfg Config, m *Metrics, log *slog.Logger) (*Client, error) {
 		cfg:       cfg,
 		u:         u,
 		redacted:  redacted,
-		log:       log.With("component", "rtsp", "camera_id", cfg.CameraID),
-		m:         m.forCamera(cfg.CameraID),
+		log:       log.With("component", "rtsp", "camera_id", cfg.CameraID, "stream", cfg.Stream),
+		m:         m.forCamera(cfg.CameraID, cfg.Stream),
 		done:      make(chan struct{}),
 		preferred: gortsplib.ProtocolTCP,
 	}, nil

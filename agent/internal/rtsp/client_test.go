@@ -99,16 +99,16 @@ func TestPlayCamsim(t *testing.T) {
 			if len(states) == 0 || !states[0].up {
 				t.Errorf("states %v, want up first", states)
 			}
-			if got := testutil.ToFloat64(m.AccessUnits.WithLabelValues("cam")); got < float64(len(aus)) {
+			if got := testutil.ToFloat64(m.AccessUnits.WithLabelValues("cam", StreamDetect)); got < float64(len(aus)) {
 				t.Errorf("access units metric %v < %d delivered", got, len(aus))
 			}
-			if got := testutil.ToFloat64(m.BytesIn.WithLabelValues("cam")); got < 10000 {
+			if got := testutil.ToFloat64(m.BytesIn.WithLabelValues("cam", StreamDetect)); got < 10000 {
 				t.Errorf("bytes metric %v", got)
 			}
-			if got := testutil.ToFloat64(m.Up.WithLabelValues("cam")); got != 1 {
+			if got := testutil.ToFloat64(m.Up.WithLabelValues("cam", StreamDetect)); got != 1 {
 				t.Errorf("up metric %v, want 1", got)
 			}
-			if got := testutil.ToFloat64(m.Reconnects.WithLabelValues("cam")); got != 0 {
+			if got := testutil.ToFloat64(m.Reconnects.WithLabelValues("cam", StreamDetect)); got != 0 {
 				t.Errorf("reconnects metric %v, want 0", got)
 			}
 		})
@@ -145,7 +145,7 @@ func TestReconnectAfterServerRestart(t *testing.T) {
 	if len(states) < 3 || !states[0].up || states[1].up || !states[len(states)-1].up {
 		t.Errorf("states %v, want up, down…, up", states)
 	}
-	if got := testutil.ToFloat64(m.Reconnects.WithLabelValues("cam")); got < 1 {
+	if got := testutil.ToFloat64(m.Reconnects.WithLabelValues("cam", StreamDetect)); got < 1 {
 		t.Errorf("reconnects metric %v, want >= 1", got)
 	}
 }
@@ -166,7 +166,7 @@ func TestStallTriggersReconnect(t *testing.T) {
 	if len(errs) == 0 || !errors.Is(errs[0], ErrStalled) {
 		t.Fatalf("down errors %v, want ErrStalled", errs)
 	}
-	if got := testutil.ToFloat64(m.Stalls.WithLabelValues("cam")); got < 1 {
+	if got := testutil.ToFloat64(m.Stalls.WithLabelValues("cam", StreamDetect)); got < 1 {
 		t.Errorf("stalls metric %v", got)
 	}
 	if aus, _ := rec.snapshot(); len(aus) != 0 {
@@ -287,10 +287,10 @@ func TestMisbehavingServers(t *testing.T) {
 				t.Errorf("first error %q, want it to contain %q", errs[0], tc.wantErr)
 			}
 			t.Logf("error: %v", errs[0])
-			if got := testutil.ToFloat64(m.Errors.WithLabelValues("cam", tc.kind)); got < 1 {
+			if got := testutil.ToFloat64(m.Errors.WithLabelValues("cam", StreamDetect, tc.kind)); got < 1 {
 				t.Errorf("errors{kind=%q} = %v, want >= 1", tc.kind, got)
 			}
-			if got := testutil.ToFloat64(m.Errors.WithLabelValues("cam", errKindPanic)); got != 0 {
+			if got := testutil.ToFloat64(m.Errors.WithLabelValues("cam", StreamDetect, errKindPanic)); got != 0 {
 				t.Errorf("recovered %v panics", got)
 			}
 		})
@@ -361,7 +361,7 @@ func TestTransportRefusedWithoutFallback(t *testing.T) {
 	if len(errs) == 0 || !strings.Contains(errs[0].Error(), "461") {
 		t.Errorf("down errors %v, want 461", errs)
 	}
-	if got := testutil.ToFloat64(m.Errors.WithLabelValues("cam", errKindSetup)); got < 1 {
+	if got := testutil.ToFloat64(m.Errors.WithLabelValues("cam", StreamDetect, errKindSetup)); got < 1 {
 		t.Errorf("setup errors %v", got)
 	}
 }

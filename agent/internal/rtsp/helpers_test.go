@@ -218,16 +218,34 @@ func (s *rawServer) connections() int {
 // rawRequest is an RTSP request read by a raw server.
 type rawRequest struct {
 	method string
-	header map[string]string
+	url    string
+	header map[string]string // names in lower case
 }
 
+// readRequest reads the next request, skipping the interleaved frames
+// (RTCP receiver reports) a client sends on the connection.
 func readRequest(r *bufio.Reader) (*rawRequest, error) {
+	for {
+		b, err := r.Peek(4)
+		if err != nil {
+			return nil, err
+		}
+		if b[0] != '$' {
+			break
+		}
+		if _, err := r.Discard(4 + (int(b[2])<<8 | int(b[3]))); err != nil {
+			return nil, err
+		}
+	}
 	line, err := r.ReadString('\n')
 	if err != nil {
 		return nil, err
 	}
-	method, _, _ := strings.Cut(strings.TrimSpace(line), " ")
-	req := &rawRequest{method: method, header: map[string]string{}}
+	fields := strings.Fields(line)
+	if len(fields) < 2 {
+		return nil, fmt.Errorf("bad request line %q", line)
+	}
+	req := &rawRequest{method: fields[0], url: fields[1], header: map[string]string{}}
 	for {
 		line, err := r.ReadString('\n')
 		if err != nil {

@@ -7,17 +7,25 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 )
 
-// Metrics are the RTSP client metrics, labelled by camera_id. Create them
-// once per registry and share them between the clients of an agent.
+// Metrics are the RTSP client metrics, labelled by camera_id and stream
+// ("detect" for the stream analysis decodes, "record" for the main stream
+// kept for evidence clips). Create them once per registry and share them
+// between the clients of an agent.
 type Metrics struct {
-	Reconnects  *prometheus.CounterVec // camera_id
-	BytesIn     *prometheus.CounterVec // camera_id
-	AccessUnits *prometheus.CounterVec // camera_id
-	Stalls      *prometheus.CounterVec // camera_id
-	Errors      *prometheus.CounterVec // camera_id, kind
-	PacketsLost *prometheus.CounterVec // camera_id
-	Up          *prometheus.GaugeVec   // camera_id
+	Reconnects  *prometheus.CounterVec // camera_id, stream
+	BytesIn     *prometheus.CounterVec // camera_id, stream
+	AccessUnits *prometheus.CounterVec // camera_id, stream
+	Stalls      *prometheus.CounterVec // camera_id, stream
+	Errors      *prometheus.CounterVec // camera_id, stream, kind
+	PacketsLost *prometheus.CounterVec // camera_id, stream
+	Up          *prometheus.GaugeVec   // camera_id, stream
 }
+
+// Stream names of the stream label.
+const (
+	StreamDetect = "detect"
+	StreamRecord = "record"
+)
 
 // Error kinds of xl_agent_rtsp_errors_total.
 const (
@@ -38,31 +46,31 @@ func NewMetrics(reg prometheus.Registerer) (*Metrics, error) {
 		Reconnects: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "xl_agent_rtsp_reconnects_total",
 			Help: "RTSP connection attempts after the first one.",
-		}, []string{"camera_id"}),
+		}, []string{"camera_id", "stream"}),
 		BytesIn: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "xl_agent_rtsp_bytes_received_total",
 			Help: "RTP bytes (header and payload) received from the camera.",
-		}, []string{"camera_id"}),
+		}, []string{"camera_id", "stream"}),
 		AccessUnits: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "xl_agent_rtsp_access_units_total",
 			Help: "Video access units (encoded pictures) received from the camera.",
-		}, []string{"camera_id"}),
+		}, []string{"camera_id", "stream"}),
 		Stalls: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "xl_agent_rtsp_stalls_total",
 			Help: "Sessions torn down because no access unit arrived within the stall timeout.",
-		}, []string{"camera_id"}),
+		}, []string{"camera_id", "stream"}),
 		Errors: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "xl_agent_rtsp_errors_total",
 			Help: "RTSP errors by kind (connect, sdp, setup, play, stream, stall, rtp_decode, panic).",
-		}, []string{"camera_id", "kind"}),
+		}, []string{"camera_id", "stream", "kind"}),
 		PacketsLost: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "xl_agent_rtsp_packets_lost_total",
 			Help: "RTP packets reported lost by the receiver.",
-		}, []string{"camera_id"}),
+		}, []string{"camera_id", "stream"}),
 		Up: prometheus.NewGaugeVec(prometheus.GaugeOpts{
 			Name: "xl_agent_rtsp_up",
 			Help: "1 while a session delivers access units, 0 otherwise.",
-		}, []string{"camera_id"}),
+		}, []string{"camera_id", "stream"}),
 	}
 	if reg == nil {
 		return m, nil
@@ -89,19 +97,23 @@ type cameraMetrics struct {
 	up          prometheus.Gauge
 	errors      *prometheus.CounterVec
 	cameraID    string
+	stream      string
 }
 
-func (m *Metrics) forCamera(id string) *cameraMetrics {
+func (m *Metrics) forCamera(id, stream string) *cameraMetrics {
 	return &cameraMetrics{
-		reconnects:  m.Reconnects.WithLabelValues(id),
-		bytesIn:     m.BytesIn.WithLabelValues(id),
-		accessUnits: m.AccessUnits.WithLabelValues(id),
-		stalls:      m.Stalls.WithLabelValues(id),
-		packetsLost: m.PacketsLost.WithLabelValues(id),
-		up:          m.Up.WithLabelValues(id),
+		reconnects:  m.Reconnects.WithLabelValues(id, stream),
+		bytesIn:     m.BytesIn.WithLabelValues(id, stream),
+		accessUnits: m.AccessUnits.WithLabelValues(id, stream),
+		stalls:      m.Stalls.WithLabelValues(id, stream),
+		packetsLost: m.PacketsLost.WithLabelValues(id, stream),
+		up:          m.Up.WithLabelValues(id, stream),
 		errors:      m.Errors,
 		cameraID:    id,
+		stream:      stream,
 	}
 }
 
-func (c *cameraMetrics) error(kind string) { c.errors.WithLabelValues(c.cameraID, kind).Inc() }
+func (c *cameraMetrics) error(kind string) {
+	c.errors.WithLabelValues(c.cameraID, c.stream, kind).Inc()
+}

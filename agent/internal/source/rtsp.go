@@ -52,7 +52,7 @@ func (r *rtspReader) onState(up bool, err error) {
 		return // streaming is declared on the first decoded frame
 	}
 	if st, _ := s.State(); st == StateStreaming {
-		s.m.Reconnects.WithLabelValues(s.cameraID).Inc()
+		s.cm.reconnects.Inc()
 	}
 	if err != nil {
 		s.log.Warn("stream down", "err", err)
@@ -62,6 +62,9 @@ func (r *rtspReader) onState(up bool, err error) {
 
 func (r *rtspReader) onAccessUnit(au rtsp.AccessUnit) {
 	s := r.s
+	if s.cfg.OnAccessUnit != nil {
+		s.cfg.OnAccessUnit(au)
+	}
 	if r.dec == nil || r.dec.Codec() != au.Codec {
 		if r.dec != nil {
 			r.dec.Close()
@@ -72,7 +75,7 @@ func (r *rtspReader) onAccessUnit(au rtsp.AccessUnit) {
 		}
 		dec, err := decode.New(au.Codec, opts...)
 		if err != nil {
-			s.m.DecodeErrors.WithLabelValues(s.cameraID).Inc()
+			s.cm.decodeErrors.Inc()
 			s.log.Error("decoder", "codec", au.Codec, "err", err)
 			return
 		}
@@ -90,14 +93,15 @@ func (r *rtspReader) onAccessUnit(au rtsp.AccessUnit) {
 	} else {
 		err = r.dec.Skip(au.NALUs, au.PTS)
 	}
-	s.m.DecodeSeconds.WithLabelValues(s.cameraID).Observe(time.Since(start).Seconds())
+	s.cm.decodeSeconds.Observe(time.Since(start).Seconds())
 	if err != nil {
-		s.m.DecodeErrors.WithLabelValues(s.cameraID).Inc()
+		s.cm.decodeErrors.Inc()
 		s.log.Debug("access unit not decoded", "err", err)
 		return
 	}
-	s.m.LastFrame.WithLabelValues(s.cameraID).Set(float64(au.Wall.UnixNano()) / 1e9)
-	s.m.FramesRead.WithLabelValues(s.cameraID).Inc()
+	s.cm.lastFrame.Set(float64(au.Wall.UnixNano()) / 1e9)
+	s.clock.frame(au.Wall)
+	s.cm.decoded.Inc()
 	r.rateN++
 	if el := time.Since(r.rateAt); el >= 5*time.Second {
 		s.mu.Lock()
@@ -115,7 +119,7 @@ func (r *rtspReader) onAccessUnit(au rtsp.AccessUnit) {
 	r.seq++
 	r.lastOut = au.Wall
 	if s.q.Push(Frame{Mat: frame, At: au.Wall, Seq: r.seq}) {
-		s.m.FramesDropped.WithLabelValues(s.cameraID).Inc()
+		s.cm.dropped.Inc()
 	}
-	s.m.FramesQueued.WithLabelValues(s.cameraID).Inc()
+	s.cm.queued.Inc()
 }

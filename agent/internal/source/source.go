@@ -64,6 +64,10 @@ type Config struct {
 	Transport    string        // tcp (default), udp or auto
 	KeyframeOnly bool          // decode key frames only (low-power mode)
 	StallTimeout time.Duration // no video this long: reconnect (default 10 s)
+	// OnAccessUnit, when set, receives every encoded access unit before it
+	// is decoded (for the evidence clip buffer). It runs on the network
+	// reader and must return quickly; it must not modify the access unit.
+	OnAccessUnit func(rtsp.AccessUnit)
 }
 
 // State is a source's connection state.
@@ -88,6 +92,7 @@ type Metrics struct {
 	DecodeErrors  *prometheus.CounterVec
 	LastFrame     *prometheus.GaugeVec
 	RTSP          *rtsp.Metrics
+	ages          *ageCollector
 }
 
 // NewMetrics registers the source metrics on reg.
@@ -108,9 +113,10 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		DecodeErrors: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "xl_agent_decode_errors_total",
 			Help: "Access units that did not decode (the decoder resumes at the next key frame)."}, []string{"camera_id"}),
 		LastFrame: prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "xl_agent_last_frame_timestamp_seconds",
-			Help: "Unix time of the last decoded frame (age = time() - this)."}, []string{"camera_id"}),
+			Help: "Unix time of the last decoded frame (see also xl_agent_last_frame_age_seconds)."}, []string{"camera_id"}),
+		ages: newAgeCollector(),
 	}
-	reg.MustRegister(m.FramesRead, m.FramesQueued, m.FramesDropped, m.Reconnects, m.Up, m.DecodeSeconds, m.DecodeErrors, m.LastFrame)
+	reg.MustRegister(m.FramesRead, m.FramesQueued, m.FramesDropped, m.Reconnects, m.Up, m.DecodeSeconds, m.DecodeErrors, m.LastFrame, m.ages)
 	rm, err := rtsp.NewMetrics(reg)
 	if err != nil {
 		panic(err) // only on a duplicate registration: a programming error
@@ -125,6 +131,8 @@ type Source struct {
 	cameraID string
 	log      *slog.Logger
 	m        *Metrics
+	cm       *cameraMetrics
+	clock    *frameClock
 	q        *queue.DropOldest[Frame]
 	isFile   bool
 	path     string
@@ -161,6 +169,7 @@ func New(cameraID string, cfg Config, m *Metrics, log *slog.Logger) (*Source, er
 		return nil, fmt.Errorf("source %s: fps must be positive", cameraID)
 	}
 	s.q = queue.New(max(cfg.QueueSize, 1), func(f Frame) { f.Mat.Close() })
+	s.cm, s.clock = m.forCamera(cameraID), m.ages.add(cameraID)
 	return s, nil
 }
 
@@ -200,7 +209,7 @@ func (s *Source) setState(st State) {
 	if st == StateStreaming {
 		up = 1
 	}
-	s.m.Up.WithLabelValues(s.cameraID).Set(up)
+	s.cm.up.Set(up)
 	if changed {
 		s.log.Info("stream state", "state", st)
 		if s.cfg.OnState != nil {
@@ -226,7 +235,7 @@ func (s *Source) runCapture(ctx context.Context) error {
 	backoff := s.cfg.ReconnectMin
 	for attempt := 0; ; attempt++ {
 		if attempt > 0 {
-			s.m.Reconnects.WithLabelValues(s.cameraID).Inc()
+			s.cm.reconnects.Inc()
 		}
 		s.setState(StateConnecting)
 		got, err := s.readOnce(ctx)
@@ -295,7 +304,10 @@ func (s *Source) readOnce(ctx context.Context) (got bool, err error) {
 			s.setState(StateStreaming)
 			s.log.Info("first frame", "width", mat.Cols(), "height", mat.Rows(), "source_fps", srcFPS)
 		}
-		s.m.FramesRead.WithLabelValues(s.cameraID).Inc()
+		s.cm.decoded.Inc()
+		read := time.Now()
+		s.cm.lastFrame.Set(float64(read.UnixNano()) / 1e9)
+		s.clock.frame(read)
 		seq++
 		at := time.Now()
 		if s.isFile {
@@ -338,9 +350,9 @@ func (s *Source) readOnce(ctx context.Context) (got bool, err error) {
 			}
 		}
 		if s.q.Push(Frame{Mat: mat, At: at, Seq: seq}) {
-			s.m.FramesDropped.WithLabelValues(s.cameraID).Inc()
+			s.cm.dropped.Inc()
 		}
-		s.m.FramesQueued.WithLabelValues(s.cameraID).Inc()
+		s.cm.queued.Inc()
 		mat = gocv.NewMat() // the queue owns the pushed one now
 	}
 	return got, nil
@@ -349,5 +361,6 @@ func (s *Source) readOnce(ctx context.Context) (got bool, err error) {
 // Close drops the frames still queued.
 func (s *Source) Close() error {
 	s.q.Close()
+	s.m.ages.remove(s.cameraID, s.clock)
 	return nil
 }
