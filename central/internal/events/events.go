@@ -12,6 +12,7 @@ package events
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"sync"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -48,6 +49,7 @@ type Hub struct {
 	histCap int
 	queue   int
 	clients map[*Client]struct{}
+	closed  bool
 
 	published prometheus.Counter
 	dropped   prometheus.Counter
@@ -108,9 +110,44 @@ func (h *Hub) Subscribe(accept func(Event) bool, after uint64) (c *Client, resum
 			}
 		}
 	}
+	c.ended = h.closed
 	h.clients[c] = struct{}{}
 	h.connected.Inc()
 	return c, resumed
+}
+
+// ErrClosed is returned by Next once the hub is closed.
+var ErrClosed = errors.New("events: hub closed")
+
+// Run waits for ctx (the hub has no goroutine of its own; it is a
+// component so that Close ends the streams before the HTTP server stops).
+func (h *Hub) Run(ctx context.Context) error {
+	<-ctx.Done()
+	return nil
+}
+
+// Close ends every client's stream: their Next returns ErrClosed.
+func (h *Hub) Close() error {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	h.closed = true
+	for c := range h.clients {
+		c.mu.Lock()
+		c.ended = true
+		c.mu.Unlock()
+		select {
+		case c.ready <- struct{}{}:
+		default:
+		}
+	}
+	return nil
+}
+
+// Clients is the number of connected clients.
+func (h *Hub) Clients() int {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return len(h.clients)
 }
 
 // LastID is the ID of the last event published.
@@ -131,6 +168,7 @@ type Client struct {
 	dropped uint64
 	ready   chan struct{}
 	closed  bool
+	ended   bool // the hub closed
 }
 
 func (c *Client) push(ev Event) {
@@ -162,7 +200,11 @@ func (c *Client) Next(ctx context.Context) ([]Event, uint64, error) {
 			c.mu.Unlock()
 			return out, d, nil
 		}
+		ended := c.ended
 		c.mu.Unlock()
+		if ended {
+			return nil, 0, ErrClosed
+		}
 		select {
 		case <-ctx.Done():
 			return nil, 0, ctx.Err()

@@ -86,3 +86,15 @@ func TestNextEndsWithContext(t *testing.T) {
 		t.Fatal("Next returned no error after cancel")
 	}
 }
+
+func TestCloseEndsStreams(t *testing.T) {
+	h := New(prometheus.NewRegistry())
+	c, _ := h.Subscribe(all, 0)
+	defer c.Close()
+	done := make(chan error, 1)
+	go func() { _, _, err := c.Next(context.Background()); done <- err }()
+	h.Close()
+	if err := <-done; err != ErrClosed {
+		t.Fatalf("Next after Close = %v", err)
+	}
+}

@@ -25,15 +25,16 @@ func server(t *testing.T) (*httptest.Server, *sqlite.Store) {
 	}
 	t.Cleanup(func() { st.Close() })
 	mux := http.NewServeMux()
-	New(st, nil, slog.New(slog.DiscardHandler)).Register(mux)
+	New(st, nil, slog.New(slog.DiscardHandler)).WithAuth(st, AuthOptions{}).Register(mux)
 	srv := httptest.NewServer(mux)
 	t.Cleanup(srv.Close)
+	adminFor(t, st, srv.URL)
 	return srv, st
 }
 
 func get(t *testing.T, url string, v any) *http.Response {
 	t.Helper()
-	resp, err := http.Get(url)
+	resp, err := client.Get(url)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -100,7 +101,7 @@ func TestAlertsAPI(t *testing.T) {
 	if r := get(t, srv.URL+"/api/v1/alerts/"+ids[1], &one); r.StatusCode != 200 || one.CameraID != "c2" || one.Site != "立新闸" {
 		t.Fatalf("one: %d %+v", r.StatusCode, one)
 	}
-	resp, err := http.Get(srv.URL + "/api/v1/alerts/" + ids[0] + "/snapshot.jpg")
+	resp, err := client.Get(srv.URL + "/api/v1/alerts/" + ids[0] + "/snapshot.jpg")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -133,7 +134,7 @@ func TestAlertsAPI(t *testing.T) {
 
 func TestConsoleIsServedInChinese(t *testing.T) {
 	srv, _ := server(t)
-	resp, err := http.Get(srv.URL + "/")
+	resp, err := client.Get(srv.URL + "/")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -142,7 +143,7 @@ func TestConsoleIsServedInChinese(t *testing.T) {
 	if resp.StatusCode != 200 || !strings.Contains(string(body), `lang="zh-CN"`) || !strings.Contains(string(body), "告警") {
 		t.Fatalf("console: %d %.200s", resp.StatusCode, body)
 	}
-	resp, _ = http.Post(srv.URL+"/", "text/plain", nil)
+	resp, _ = client.Post(srv.URL+"/", "text/plain", nil)
 	if resp.StatusCode != http.StatusMethodNotAllowed {
 		t.Fatalf("POST / gave %d", resp.StatusCode)
 	}
