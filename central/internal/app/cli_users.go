@@ -20,6 +20,7 @@ import (
 func userCommand() *cobra.Command {
 	parent := &cobra.Command{Use: "user", Short: "Manage console and API users"}
 	var username, role, agency, display, tokenName string
+	var noPassword bool
 	add := cli.WithConfig(&cobra.Command{
 		Use:   "add",
 		Short: "Add a user; the password (10+ characters) is read from standard input",
@@ -37,9 +38,12 @@ func userCommand() *cobra.Command {
 					return fmt.Errorf("--agency %q is not an agency of routing.agencies", agency)
 				}
 			}
-			pw, err := readPassword(cmd)
-			if err != nil {
-				return err
+			pw := ""
+			if !noPassword {
+				var err error
+				if pw, err = readPassword(cmd); err != nil {
+					return err
+				}
 			}
 			st, err := openStore(cmd.Context(), cfg.Store, false)
 			if err != nil {
@@ -60,6 +64,7 @@ func userCommand() *cobra.Command {
 	add.Flags().StringVar(&role, "role", "", "officer, agency, ops or admin (required)")
 	add.Flags().StringVar(&agency, "agency", "", "the agency ID of an agency user")
 	add.Flags().StringVar(&display, "display-name", "", "name shown in the console")
+	add.Flags().BoolVar(&noPassword, "no-password", false, "a system account that signs in with API tokens only")
 
 	passwd := cli.WithConfig(&cobra.Command{
 		Use:   "passwd",

@@ -195,7 +195,9 @@ func (a *API) authenticated(roles []string, h http.HandlerFunc) http.HandlerFunc
 	}
 }
 
-func safeMethod(m string) bool { return m == http.MethodGet || m == http.MethodHead || m == http.MethodOptions }
+func safeMethod(m string) bool {
+	return m == http.MethodGet || m == http.MethodHead || m == http.MethodOptions
+}
 
 // sameOrigin accepts requests whose Origin (or, without one, Referer) is
 // this host; browsers send Origin on every cross-site POST.
