@@ -140,8 +140,13 @@ func TestConsoleIsServedInChinese(t *testing.T) {
 	}
 	body, _ := io.ReadAll(resp.Body)
 	resp.Body.Close()
-	if resp.StatusCode != 200 || !strings.Contains(string(body), `lang="zh-CN"`) || !strings.Contains(string(body), "告警") {
+	if resp.StatusCode != 200 || !strings.Contains(string(body), `lang="zh-CN"`) || !strings.Contains(string(body), `src="/i18n.js"`) ||
+		!strings.Contains(resp.Header.Get("Content-Security-Policy"), "default-src 'self'") {
 		t.Fatalf("console: %d %.200s", resp.StatusCode, body)
+	}
+	cat, _ := consoleFS.ReadFile("console/i18n.js")
+	if !strings.Contains(string(cat), `"zh-CN": {`) || !strings.Contains(string(cat), `"wall.alerts": "最新告警"`) {
+		t.Fatal("i18n.js: no zh-CN catalogue")
 	}
 	resp, _ = client.Post(srv.URL+"/", "text/plain", nil)
 	if resp.StatusCode != http.StatusMethodNotAllowed {
