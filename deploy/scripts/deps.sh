@@ -17,6 +17,7 @@ PACKAGES=(
 	libopencv-dev opencv-data
 	ffmpeg libavcodec-dev libavformat-dev libavutil-dev libswscale-dev
 	pkg-config mosquitto mosquitto-clients postgresql
+	chromium fonts-noto-cjk
 	gcc g++ make git ca-certificates curl
 )
 # The test video ships with opencv-doc; only needed without the shared copy.

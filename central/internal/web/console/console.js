@@ -258,7 +258,7 @@
     const views = { wall: viewWall, incident: () => viewIncident(decodeURIComponent(arg || "")), orders: viewOrders, fleet: viewFleet, map: viewMap, field: viewField };
     const fn = views[name] || viewWall;
     state.view = views[name] ? name : "wall";
-    if (refresh && (state.view === "wall" || state.view === "fleet" || state.view === "map")) return; // live alerts are prepended instead
+    if (refresh && (state.view === "fleet" || state.view === "map")) return;
     document.body.dataset.view = state.view;
     document.querySelectorAll("#nav a").forEach((a) => a.classList.toggle("on", a.getAttribute("href") === "#/" + state.view));
     try {
