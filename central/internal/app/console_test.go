@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"sort"
 	"testing"
 	"time"
 
@@ -26,7 +27,7 @@ const testPassword = "correct horse battery"
 // field user "agri" of the agricultural brigade.
 func consoleCentral(t testing.TB) (*Central, string) {
 	t.Helper()
-	cfgPath, _ := shippedWithStore(tbT(t), t.TempDir())
+	cfgPath, _ := shippedWithStore(t, t.TempDir())
 	cfg, err := LoadConfig(cfgPath)
 	if err != nil {
 		t.Fatal(err)
@@ -57,14 +58,6 @@ func consoleCentral(t testing.TB) (*Central, string) {
 		}
 	}
 	return c, "http://" + c.HTTPAddr()
-}
-
-// tbT lets shippedWithStore (which takes *testing.T) serve benchmarks too.
-func tbT(t testing.TB) *testing.T {
-	if tt, ok := t.(*testing.T); ok {
-		return tt
-	}
-	return &testing.T{}
 }
 
 // browser starts headless chromium; the returned context is one tab.
@@ -202,7 +195,7 @@ func TestConsoleScenarioInChromium(t *testing.T) {
 		sel := fmt.Sprintf(`.field-order[data-order="%s"] button[data-action=%s]`, lead, step.action)
 		tasks := chromedp.Tasks{chromedp.WaitVisible(sel)}
 		if step.action == "resolve" {
-			tasks = append(tasks, chromedp.SendKeys(fmt.Sprintf(`.field-order[data-order="%s"] textarea`, lead), "已劝离，渔网已收缴"),
+			tasks = append(tasks, chromedp.SetValue(fmt.Sprintf(`.field-order[data-order="%s"] textarea`, lead), "已劝离，渔网已收缴"),
 				chromedp.CaptureScreenshot(&shot))
 		}
 		tasks = append(tasks, chromedp.Click(sel))
@@ -232,4 +225,52 @@ func TestConsoleScenarioInChromium(t *testing.T) {
 	if err != nil || rec.Order.State != "closed" || rec.Order.Note != "已劝离，渔网已收缴" {
 		t.Fatalf("order after the scenario: %+v %v", rec.Order, err)
 	}
+}
+
+// BenchmarkConsoleFirstPaint loads the console's alert wall in chromium
+// with 10,000 stored alerts and reports navigation start → first
+// contentful paint and → the console's "rendered" mark (data on screen).
+func BenchmarkConsoleFirstPaint(b *testing.B) {
+	c, base := consoleCentral(b)
+	ctx := context.Background()
+	t0 := time.Now().UTC().Add(-24 * time.Hour)
+	batch := make([]*wire.Alert, 0, 500)
+	for i := range 10_000 {
+		at := t0.Add(time.Duration(i) * 8 * time.Second)
+		batch = append(batch, &wire.Alert{Schema: wire.SchemaAlert, AlertID: wire.NewULID(at), EventID: fmt.Sprintf("ev-%d", i/10), Phase: wire.PhaseStart,
+			AgentID: "hm-lixin-01", CameraID: "lixin-sluice-east", Type: "intrusion", Severity: 1 + i%4, Zone: "lawn", Site: "立新闸",
+			StartedAt: at, DetectedAt: at, PublishedAt: at})
+		if len(batch) == cap(batch) {
+			if _, err := c.store.InsertAlerts(ctx, batch, time.Now()); err != nil {
+				b.Fatal(err)
+			}
+			batch = batch[:0]
+		}
+	}
+	tab, cancel := browser(b, 1600, 900)
+	defer cancel()
+	if err := chromedp.Run(tab, login(base, "duty")); err != nil {
+		b.Fatal(err)
+	}
+	var fcp, rendered []float64
+	for b.Loop() {
+		var m struct{ FCP, Rendered float64 }
+		if err := chromedp.Run(tab, chromedp.Navigate(base+"/?n="+fmt.Sprint(len(fcp))), chromedp.WaitVisible(`body[data-rendered]`),
+			chromedp.Evaluate(`({FCP: (performance.getEntriesByName("first-contentful-paint")[0]||{}).startTime||0,
+				Rendered: (performance.getEntriesByName("xl-rendered")[0]||{}).startTime||0})`, &m)); err != nil {
+			b.Fatal(err)
+		}
+		fcp, rendered = append(fcp, m.FCP), append(rendered, m.Rendered)
+	}
+	b.ReportMetric(median(fcp), "fcp-ms")
+	b.ReportMetric(median(rendered), "rendered-ms")
+}
+
+func median(v []float64) float64 {
+	if len(v) == 0 {
+		return 0
+	}
+	s := append([]float64(nil), v...)
+	sort.Float64s(s)
+	return s[len(s)/2]
 }

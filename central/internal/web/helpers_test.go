@@ -44,7 +44,7 @@ func adminFor(t *testing.T, us Users, srvURL string) {
 	t.Cleanup(func() { tokens.Delete(u.Host) })
 }
 
-func tokenFor(t *testing.T, us Users, username string) string {
+func tokenFor(t testing.TB, us Users, username string) string {
 	t.Helper()
 	tok, _, err := NewToken(context.Background(), us, username, "test")
 	if err != nil {

@@ -98,7 +98,10 @@
   function snapshot(url, cls) {
     if (!url) return h("div", { class: "noimg " + (cls || "") });
     const img = h("img", { src: url, loading: "lazy", class: cls || "", alt: "" });
-    img.addEventListener("error", () => { if (!img.dataset.retried) { img.dataset.retried = "1"; setTimeout(() => { img.src = url + "?r=1"; }, 2000); } });
+    img.addEventListener("error", () => {
+      if (!img.dataset.retried) { img.dataset.retried = "1"; setTimeout(() => { img.src = url + "?r=1"; }, 2000); }
+      else img.replaceWith(h("div", { class: "noimg " + (cls || "") }));
+    });
     return img;
   }
   function alertCard(a, live) {
@@ -224,7 +227,7 @@
   async function viewField() {
     const d = await api("GET", "/api/v1/orders?limit=100");
     const mine = d.orders.filter((o) => ["dispatched", "accepted", "en_route", "on_scene"].includes(o.state));
-    const again = () => route(true);
+    const again = () => route(false);
     const card = (o) => {
       const note = h("textarea", { class: "note", rows: 2, placeholder: t("act.note") });
       const file = h("input", { type: "file", accept: "image/*", capture: "environment", class: "photo" });
@@ -259,6 +262,8 @@
     const fn = views[name] || viewWall;
     state.view = views[name] ? name : "wall";
     if (refresh && (state.view === "fleet" || state.view === "map")) return;
+    // A live refresh must not wipe what a field unit is typing or attaching.
+    if (refresh && [...document.querySelectorAll(".field-order textarea, .field-order input[type=file]")].some((el) => el.value)) return;
     document.body.dataset.view = state.view;
     document.querySelectorAll("#nav a").forEach((a) => a.classList.toggle("on", a.getAttribute("href") === "#/" + state.view));
     try {
