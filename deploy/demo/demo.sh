@@ -226,8 +226,17 @@ for ((i = 0; i < 300; i++)); do
 	nap 0.2
 done
 
+# YOLOX-Nano when the shared model is beside the repository (checked against
+# models/manifest.yaml); otherwise the agent uses OpenCV's HOG person detector.
+DETECTOR=()
+if [[ -f ../shared/models/yolox_nano.onnx ]]; then
+	DETECTOR=(XL_DETECTOR_MODEL="$(cd ../shared/models && pwd)/yolox_nano.onnx" XL_DETECTOR_MANIFEST=models/manifest.yaml)
+	say "detector: YOLOX-Nano (../shared/models/yolox_nano.onnx)"
+else
+	say "detector: HOG person detector (no ../shared/models/yolox_nano.onnx)"
+fi
 start agent env XL_MQTT_URL="tcp://127.0.0.1:$BROKER" XL_HTTP_ADDR="127.0.0.1:$AGENT" XL_LOG_FORMAT=text XL_OUTBOX_PATH="$RUN/agent-outbox.db" \
-	bin/xl-agent run --config "$RUN/agent.yaml"
+	"${DETECTOR[@]}" bin/xl-agent run --config "$RUN/agent.yaml"
 
 for ((i = 0; i < 100; i++)); do
 	if name=$(dead); then died "$name"; fi

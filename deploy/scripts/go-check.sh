@@ -86,6 +86,17 @@ if ((${#PLAIN[@]})); then
 	fi
 fi
 
+# gocv's matprofile counts open Mats: the detector and tracker tests and a
+# replay of the whole pipeline must leave none (gocvtest.CheckMats).
+# shellcheck disable=SC2086
+if ((${#PLAIN[@]})); then
+	echo "== go test -tags matprofile (no leaked gocv Mats)"
+	if ! "$GO" test -count=1 -tags matprofile -timeout "$TEST_TIMEOUT" ${GOTESTFLAGS:-} ./agent/internal/detect ./agent/internal/track ||
+		! "$GO" test -count=1 -tags matprofile -timeout "$TEST_TIMEOUT" -run 'LeavesNoMats' ${GOTESTFLAGS:-} ./agent/internal/replay; then
+		failed+=("matprofile")
+	fi
+fi
+
 took=$((SECONDS - start))
 if ((${#failed[@]})); then
 	what=$(printf '%s, ' "${failed[@]}")

@@ -253,9 +253,18 @@ func (d Decoder) validateAlert(a *Alert) error {
 			return reject(ReasonInvalid, field+".dwell_s", "must be ≥ 0")
 		}
 	}
+	if a.Reason != "" && !ValidType(a.Reason) {
+		return reject(ReasonInvalid, "reason", "%q is not a lower-case name of [a-z0-9_]", a.Reason)
+	}
+	if a.Evidence.CleanSnapshotID != "" {
+		if err := validULID(a.Evidence.CleanSnapshotID); err != nil {
+			return reject(ReasonInvalid, "evidence.clean_snapshot_id", "%v", err)
+		}
+	}
 	for _, h := range []struct{ name, v string }{
 		{"evidence.snapshot_sha256", a.Evidence.SnapshotSHA256},
 		{"evidence.clip_sha256", a.Evidence.ClipSHA256},
+		{"evidence.clean_snapshot_sha256", a.Evidence.CleanSnapshotSHA256},
 	} {
 		if h.v != "" && !shaPattern.MatchString(h.v) {
 			return reject(ReasonInvalid, h.name, "not a lower-case hex sha256")

@@ -75,9 +75,18 @@ type Object struct {
 }
 
 // Evidence names the evidence of an alert by content hash.
+//
+// The snapshot (evidence/{alert_id}/snapshot) has the zone and the objects
+// drawn on it. The clean snapshot, optional, is the same frame as the
+// camera saw it; it travels as a second ordinary snapshot under its own
+// ULID (evidence/{clean_snapshot_id}/snapshot), so that a central that does
+// not know these two fields stores it as evidence of an unknown alert
+// instead of rejecting a new evidence kind.
 type Evidence struct {
-	SnapshotSHA256 string `json:"snapshot_sha256,omitempty"`
-	ClipSHA256     string `json:"clip_sha256,omitempty"`
+	SnapshotSHA256      string `json:"snapshot_sha256,omitempty"`
+	ClipSHA256          string `json:"clip_sha256,omitempty"`
+	CleanSnapshotID     string `json:"clean_snapshot_id,omitempty"`
+	CleanSnapshotSHA256 string `json:"clean_snapshot_sha256,omitempty"`
 }
 
 // Model identifies the detector that produced an alert.
@@ -101,6 +110,7 @@ type Alert struct {
 	Type          string    `json:"type"`
 	Severity      int       `json:"severity"`
 	Zone          string    `json:"zone,omitempty"`
+	Reason        string    `json:"reason,omitempty"` // optional detail of the type, e.g. covered, blurred, moved for camera_tamper
 	StartedAt     time.Time `json:"started_at"`
 	DetectedAt    time.Time `json:"detected_at"`
 	PublishedAt   time.Time `json:"published_at,omitzero"`

@@ -205,6 +205,9 @@ func TestDecodeAlertRejects(t *testing.T) {
 		{"score above 1", mutate(t, "objects", `[{"class":"person","score":1.5,"bbox":[0.1,0.1,0.2,0.1],"track_id":1,"dwell_s":0}]`), ReasonInvalid, "objects[0].score"},
 		{"object without class", mutate(t, "objects", `[{"score":0.5,"bbox":[0.1,0.1,0.2,0.1]}]`), ReasonInvalid, "objects[0].class"},
 		{"bad evidence hash", mutate(t, "evidence", `{"snapshot_sha256":"ABC"}`), ReasonInvalid, "evidence.snapshot_sha256"},
+		{"bad clean snapshot hash", mutate(t, "evidence", `{"clean_snapshot_sha256":"ABC"}`), ReasonInvalid, "evidence.clean_snapshot_sha256"},
+		{"bad clean snapshot id", mutate(t, "evidence", `{"clean_snapshot_id":"x/y"}`), ReasonInvalid, "evidence.clean_snapshot_id"},
+		{"bad reason", mutate(t, "reason", `"Covered!"`), ReasonInvalid, "reason"},
 		{"geo out of range", mutate(t, "geo", `{"lat":91,"lon":0}`), ReasonInvalid, "geo"},
 		{"model without name", mutate(t, "model", `{"version":"1"}`), ReasonInvalid, "model.name"},
 	} {
@@ -232,6 +235,9 @@ func TestMutateHelperKeepsValidBase(t *testing.T) {
 	}
 	if _, err := dec.DecodeAlert(mutate(t, "severity", `1`)); err != nil {
 		t.Fatalf("replaced severity: %v", err)
+	}
+	if a, err := dec.DecodeAlert(mutate(t, "reason", `"covered"`)); err != nil || a.Reason != "covered" {
+		t.Fatalf("added reason: %v %+v", err, a)
 	}
 }
 

@@ -5,18 +5,21 @@ package app
 import (
 	"context"
 	"errors"
+	"fmt"
 	"log/slog"
+	"sync"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 
-	"github.com/xueliang/xl/agent/internal/event"
+	"github.com/xueliang/xl/agent/internal/detect"
 	"github.com/xueliang/xl/agent/internal/motion"
 	"github.com/xueliang/xl/agent/internal/outbox"
 	"github.com/xueliang/xl/agent/internal/pipeline"
 	"github.com/xueliang/xl/agent/internal/publish"
 	"github.com/xueliang/xl/agent/internal/source"
+	"github.com/xueliang/xl/agent/internal/track"
 	"github.com/xueliang/xl/internal/lifecycle"
 	"github.com/xueliang/xl/internal/opshttp"
 	"github.com/xueliang/xl/internal/version"
@@ -25,15 +28,19 @@ import (
 
 // Agent is one running xl-agent.
 type Agent struct {
-	cfg     *Config
 	path    string // the configuration file, for reload
 	log     *slog.Logger
 	ob      *outbox.Outbox
 	Reg     *prometheus.Registry
 	pub     *publish.Publisher
+	det     *detector // nil when every camera is motion-only
 	cameras []*pipeline.Camera
 	http    *opshttp.Server
 	parts   lifecycle.Group
+
+	reloadMu sync.Mutex // one reload at a time
+	cfgMu    sync.Mutex // cfg is replaced by a reload
+	cfg      *Config
 }
 
 // New builds every component, opens the outbox and binds the HTTP port.
@@ -47,8 +54,14 @@ func New(cfg *Config, path string, log *slog.Logger) (_ *Agent, err error) {
 			if a.ob != nil {
 				a.ob.Close()
 			}
+			a.det.Close()
 		}
 	}()
+	// The detector first: a wrong model file is a start-up error before
+	// anything else is opened.
+	if a.det, err = newDetector(cfg, detect.NewMetrics(a.Reg), log); err != nil {
+		return nil, err
+	}
 	a.ob, err = outbox.Open(cfg.Outbox.Path, outbox.Limits{MaxBytes: cfg.Outbox.MaxBytes, MaxAge: cfg.Outbox.MaxAge}, a.Reg, log)
 	if err != nil {
 		return nil, err
@@ -69,7 +82,12 @@ func New(cfg *Config, path string, log *slog.Logger) (_ *Agent, err error) {
 		if err != nil {
 			return nil, err
 		}
-		cam, err := pipeline.New(pipelineConfig(cfg, cc), src, a.pub, pipeMetrics, log)
+		pc, err := pipelineConfig(cfg, cc, a.det)
+		if err != nil {
+			src.Close()
+			return nil, err
+		}
+		cam, err := pipeline.New(pc, src, a.pub, pipeMetrics, log)
 		if err != nil {
 			src.Close()
 			return nil, err
@@ -84,36 +102,55 @@ func New(cfg *Config, path string, log *slog.Logger) (_ *Agent, err error) {
 	if cfg.HTTP.Pprof {
 		a.http.EnablePprof()
 	}
+	a.parts.Add(newHUPReloader(a))
 	a.http.AddCheck("mqtt", a.pub.Ready)
 	a.http.AddCheck("cameras", a.camerasReady)
 	a.parts.Add(a.http)
 	return a, nil
 }
 
-func pipelineConfig(cfg *Config, cc CameraConfig) pipeline.Config {
+// pipelineConfig is one camera's analysis as configured; det may be nil
+// when no camera uses a detector.
+func pipelineConfig(cfg *Config, cc CameraConfig, det *detector) (pipeline.Config, error) {
+	loc, err := location(cc.Timezone)
+	if err != nil {
+		return pipeline.Config{}, fmt.Errorf("camera %s: %w", cc.ID, err)
+	}
 	pc := pipeline.Config{
-		AgentID: cfg.Agent.ID, CameraID: cc.ID, Site: cc.Site, GridCode: cc.GridCode,
-		ConfigVersion: cfg.Version, SnapshotQuality: cfg.Publish.SnapshotQuality, StreamLostAfter: cc.StreamLostAfter,
+		AgentID: cfg.Agent.ID, CameraID: cc.ID, Site: cc.Site, GridCode: cc.GridCode, Location: loc,
+		ConfigVersion: cfg.Version, SnapshotQuality: cfg.Publish.SnapshotQuality, CleanSnapshot: cfg.Publish.CleanSnapshot,
+		StreamLostAfter: cc.StreamLostAfter,
 		Motion: motion.Config{Width: cc.Motion.Width, History: cc.Motion.History, VarThreshold: cc.Motion.VarThreshold,
 			Warmup: cc.Motion.Warmup, MinBlobRatio: cc.Motion.MinBlob},
+		Detect: pipeline.DetectConfig{Gating: cc.Detect.Gating, Every: cc.Detect.Every, Refresh: cc.Detect.Refresh,
+			MinScore: float32(cc.Detect.MinScore)},
+		Track:  track.Config{IoUThreshold: cc.Track.IoUThreshold, MaxLost: cc.Track.MaxLost, MinHits: cc.Track.MinHits},
+		Tamper: tamperConfig(cc.Tamper),
+		Zones:  zoneList(cc),
 	}
 	if cc.Geo != nil {
 		pc.Geo = &wire.Geo{Lat: cc.Geo.Lat, Lon: cc.Geo.Lon}
 	}
-	for _, z := range cc.Zones {
-		pc.Zones = append(pc.Zones, pipeline.Zone{Name: z.Name, Tags: z.Tags, Polygon: z.Polygon})
-	}
 	for _, s := range cc.Scenarios {
-		pc.Scenarios = append(pc.Scenarios, pipeline.Scenario{
-			Type: s.Type, Severity: s.Severity, Zones: s.Zones, MinMotion: s.MinMotion,
-			Lifecycle: event.Config{MinDuration: s.MinDuration, EndAfter: s.EndAfter, UpdateInterval: s.UpdateInterval, Cooldown: s.Cooldown},
-		})
+		pc.Scenarios = append(pc.Scenarios, scenarioSpec(s))
 	}
-	return pc
+	if *cc.Detect.Enabled {
+		if det == nil {
+			return pipeline.Config{}, fmt.Errorf("camera %s: no detector", cc.ID)
+		}
+		pc.Detector, pc.DetectorClasses, pc.DetectorModel = det.Detector, det.classes, det.model
+	}
+	return pc, nil
+}
+
+func (a *Agent) config() *Config {
+	a.cfgMu.Lock()
+	defer a.cfgMu.Unlock()
+	return a.cfg
 }
 
 func (a *Agent) status() wire.Status {
-	st := wire.Status{Version: version.Version, ConfigVersion: a.cfg.Version}
+	st := wire.Status{Version: version.Version, ConfigVersion: a.config().Version}
 	for _, c := range a.cameras {
 		st.Cameras = append(st.Cameras, c.State())
 	}
@@ -135,8 +172,13 @@ func (a *Agent) HTTPAddr() string { return a.http.Addr() }
 // Run runs until ctx is cancelled or a component fails, then closes the
 // outbox.
 func (a *Agent) Run(ctx context.Context) error {
-	a.log.Info("xl-agent running", "version", version.Version, "agent_id", a.cfg.Agent.ID,
-		"cameras", len(a.cameras), "broker", a.cfg.MQTT.URL, "http", a.HTTPAddr(), "config_version", a.cfg.Version)
+	cfg := a.config()
+	det := "none (motion only)"
+	if a.det != nil {
+		det = a.det.model.Name
+	}
+	a.log.Info("xl-agent running", "version", version.Version, "agent_id", cfg.Agent.ID,
+		"cameras", len(a.cameras), "detector", det, "broker", cfg.MQTT.URL, "http", a.HTTPAddr(), "config_version", cfg.Version)
 	err := a.parts.Run(ctx)
-	return errors.Join(err, a.ob.Close())
+	return errors.Join(err, a.ob.Close(), a.det.Close())
 }

@@ -15,14 +15,16 @@ import (
 //     camera's stream state.
 //   - snapshot: publishes the last analysed frame of one camera (or of each)
 //     as evidence under the command's ID, which must then be a ULID.
-//   - reload: checks the configuration file on disk and reports its version;
-//     in this release a changed file is applied by restarting the agent.
+//   - reload: reads the configuration file again and applies each camera's
+//     zones and scenarios (and site, grid code, position, time zone)
+//     without dropping its stream; a file that changes anything else is
+//     refused with the keys that need a restart (the same as SIGHUP).
 func (a *Agent) command(ctx context.Context, c *wire.Cmd) wire.CmdReply {
 	r := wire.CmdReply{Result: map[string]any{}}
 	switch c.Cmd {
 	case wire.CmdVerify:
 		msgs, bytes := a.ob.Stats()
-		r.Result["config_version"] = a.cfg.Version
+		r.Result["config_version"] = a.config().Version
 		r.Result["outbox_messages"] = msgs
 		r.Result["outbox_bytes"] = bytes
 		cams := map[string]any{}
@@ -43,7 +45,7 @@ func (a *Agent) command(ctx context.Context, c *wire.Cmd) wire.CmdReply {
 				r.Error = fmt.Sprintf("camera %s: %v", cam.ID(), err)
 				return r
 			}
-			topic := wire.EvidenceTopic(a.cfg.Agent.ID, c.CmdID, wire.EvidenceSnapshot)
+			topic := wire.EvidenceTopic(a.config().Agent.ID, c.CmdID, wire.EvidenceSnapshot)
 			if _, err := wire.ParseAgentTopic(topic); err != nil {
 				r.Error = "a snapshot command needs a ULID cmd_id: " + err.Error()
 				return r
@@ -60,14 +62,14 @@ func (a *Agent) command(ctx context.Context, c *wire.Cmd) wire.CmdReply {
 			r.Error = fmt.Sprintf("no camera %q on this agent", c.CameraID)
 		}
 	case wire.CmdReload:
-		cfg, err := LoadConfig(a.path)
+		res, err := a.Reload()
+		r.Result["config_version"] = res.ConfigVersion
+		r.Result["previous_version"] = res.PreviousVersion
+		r.Result["changed"] = res.Changed
+		r.Result["applied"] = err == nil
 		if err != nil {
 			r.Error = err.Error()
-			return r
 		}
-		r.Result["config_version"] = cfg.Version
-		r.Result["running_version"] = a.cfg.Version
-		r.Result["applied"] = cfg.Version == a.cfg.Version
 	default:
 		r.Error = fmt.Sprintf("unknown command %q", c.Cmd)
 	}

@@ -5,9 +5,17 @@ import (
 	"encoding/hex"
 	"fmt"
 	"os"
+	"slices"
+	"strings"
 	"time"
+	_ "time/tzdata" // camera time zones on boxes without a zoneinfo database
 
-	"github.com/xueliang/xl/agent/internal/motion"
+	"github.com/xueliang/xl/agent/internal/detect"
+	"github.com/xueliang/xl/agent/internal/event"
+	"github.com/xueliang/xl/agent/internal/pipeline"
+	"github.com/xueliang/xl/agent/internal/scenario"
+	"github.com/xueliang/xl/agent/internal/tamper"
+	"github.com/xueliang/xl/agent/internal/zone"
 	"github.com/xueliang/xl/internal/config"
 	"github.com/xueliang/xl/internal/logging"
 	"github.com/xueliang/xl/internal/mqttc"
@@ -16,13 +24,14 @@ import (
 
 // Config is xl-agent's configuration (configs/agent.yaml).
 type Config struct {
-	Agent   AgentConfig    `mapstructure:"agent"`
-	MQTT    mqttc.Config   `mapstructure:"mqtt"`
-	HTTP    HTTPConfig     `mapstructure:"http"`
-	Publish PublishConfig  `mapstructure:"publish"`
-	Outbox  OutboxConfig   `mapstructure:"outbox"`
-	Cameras []CameraConfig `mapstructure:"cameras"`
-	Log     logging.Config `mapstructure:"log"`
+	Agent    AgentConfig    `mapstructure:"agent"`
+	MQTT     mqttc.Config   `mapstructure:"mqtt"`
+	HTTP     HTTPConfig     `mapstructure:"http"`
+	Publish  PublishConfig  `mapstructure:"publish"`
+	Outbox   OutboxConfig   `mapstructure:"outbox"`
+	Detector DetectorConfig `mapstructure:"detector"`
+	Cameras  []CameraConfig `mapstructure:"cameras"`
+	Log      logging.Config `mapstructure:"log"`
 
 	// Version identifies the configuration file's content in alerts.
 	Version string `mapstructure:"-"`
@@ -43,6 +52,23 @@ type HTTPConfig struct {
 type PublishConfig struct {
 	StatusInterval  time.Duration `mapstructure:"status_interval"`
 	SnapshotQuality int           `mapstructure:"snapshot_quality"`
+	// CleanSnapshot sends the unannotated frame with each snapshot.
+	CleanSnapshot bool `mapstructure:"clean_snapshot"`
+}
+
+// DetectorConfig is the object detector the cameras share: YOLOX (ONNX)
+// when a model file is configured, OpenCV's HOG person detector otherwise.
+type DetectorConfig struct {
+	Model          string   `mapstructure:"model"`           // ONNX file; empty: HOG (people only)
+	Manifest       string   `mapstructure:"manifest"`        // model manifest with the file's sha256; empty: none
+	Name           string   `mapstructure:"name"`            // the model's manifest entry (default: the file name without .onnx)
+	InputSize      int      `mapstructure:"input_size"`      // network input side (default: the manifest's, else 416)
+	Classes        []string `mapstructure:"classes"`         // class names in the model's order (default: COCO's 80)
+	ScoreThreshold float64  `mapstructure:"score_threshold"` // objectness × class score
+	NMSThreshold   float64  `mapstructure:"nms_threshold"`   // IoU above which the weaker box is dropped
+	// Threads OpenCV uses (network passes, resizes), process-wide; 0: one
+	// per core. With as many cameras as cores, 1 is usually faster.
+	Threads int `mapstructure:"threads"`
 }
 
 // OutboxConfig is the durable queue of unsent alerts and evidence.
@@ -73,12 +99,20 @@ type ZoneConfig struct {
 	Name    string       `mapstructure:"name"`
 	Tags    []string     `mapstructure:"tags"`
 	Polygon [][2]float64 `mapstructure:"polygon"`
+	// Exclude masks the zone out: its motion is ignored and objects
+	// standing in it count nowhere (timestamps, trees, glare on water).
+	Exclude bool `mapstructure:"exclude"`
 }
 
 // ScenarioConfig is a rule raising alerts of one type in some zones.
 type ScenarioConfig struct {
 	Type           string        `mapstructure:"type"`
 	Zones          []string      `mapstructure:"zones"`
+	Tags           []string      `mapstructure:"tags"`
+	Classes        []string      `mapstructure:"classes"`
+	MinDwell       time.Duration `mapstructure:"min_dwell"`
+	MinCount       int           `mapstructure:"min_count"`
+	Schedule       []string      `mapstructure:"schedule"`
 	Severity       int           `mapstructure:"severity"`
 	MinMotion      float64       `mapstructure:"min_motion"`
 	MinDuration    time.Duration `mapstructure:"min_duration"`
@@ -97,26 +131,60 @@ type CameraConfig struct {
 	DetectFPS float64    `mapstructure:"detect_fps"`
 	Realtime  *bool      `mapstructure:"realtime"`
 	// RTSP cameras.
-	Transport       string           `mapstructure:"transport"`
-	KeyframeOnly    bool             `mapstructure:"keyframe_only"`
-	StallTimeout    time.Duration    `mapstructure:"stall_timeout"`
-	StreamLostAfter time.Duration    `mapstructure:"stream_lost_after"`
-	Motion          MotionConfig     `mapstructure:"motion"`
-	Zones           []ZoneConfig     `mapstructure:"zones"`
-	Scenarios       []ScenarioConfig `mapstructure:"scenarios"`
+	Transport       string        `mapstructure:"transport"`
+	KeyframeOnly    bool          `mapstructure:"keyframe_only"`
+	StallTimeout    time.Duration `mapstructure:"stall_timeout"`
+	StreamLostAfter time.Duration `mapstructure:"stream_lost_after"`
+	// Timezone (IANA name) in which scenario schedules are read; empty: the
+	// box's local time.
+	Timezone  string             `mapstructure:"timezone"`
+	Motion    MotionConfig       `mapstructure:"motion"`
+	Detect    CameraDetectConfig `mapstructure:"detect"`
+	Track     TrackConfig        `mapstructure:"track"`
+	Tamper    TamperConfig       `mapstructure:"tamper"`
+	Zones     []ZoneConfig       `mapstructure:"zones"`
+	Scenarios []ScenarioConfig   `mapstructure:"scenarios"`
 }
 
-// Scenario types the agent implements in this release.
-var implementedScenarios = map[string]bool{wire.TypeIntrusion: true}
+// CameraDetectConfig says when a camera's frames go to the detector.
+type CameraDetectConfig struct {
+	// Enabled: false makes the camera motion-only (intrusion on motion).
+	Enabled *bool `mapstructure:"enabled"`
+	// Gating: motion (detect only where something moves) or always.
+	Gating string `mapstructure:"gating"`
+	// Every: the detector runs at most every Nth analysed frame; the
+	// tracker carries the boxes in between.
+	Every int `mapstructure:"every"`
+	// Refresh: with motion gating, objects standing still are looked at
+	// again this often.
+	Refresh  time.Duration `mapstructure:"refresh"`
+	MinScore float64       `mapstructure:"min_score"`
+}
+
+// TrackConfig tunes the tracker.
+type TrackConfig struct {
+	IoUThreshold float64       `mapstructure:"iou_threshold"`
+	MaxLost      time.Duration `mapstructure:"max_lost"`
+	MinHits      int           `mapstructure:"min_hits"`
+}
+
+// TamperConfig tunes the camera_tamper check (see package tamper).
+type TamperConfig struct {
+	CoveredContrast float64       `mapstructure:"covered_contrast"`
+	BlurRatio       float64       `mapstructure:"blur_ratio"`
+	MoveShift       float64       `mapstructure:"move_shift"`
+	RelearnAfter    time.Duration `mapstructure:"relearn_after"`
+}
 
 // DefaultConfig is the configuration with nothing set.
 func DefaultConfig() *Config {
 	return &Config{
-		MQTT:    mqttc.Default(),
-		HTTP:    HTTPConfig{Addr: "127.0.0.1:9101"},
-		Publish: PublishConfig{StatusInterval: 30 * time.Second, SnapshotQuality: 85},
-		Outbox:  OutboxConfig{Path: "data/xl-agent-outbox.db", MaxBytes: 1 << 30, MaxAge: 7 * 24 * time.Hour},
-		Log:     logging.Default(),
+		MQTT:     mqttc.Default(),
+		HTTP:     HTTPConfig{Addr: "127.0.0.1:9101"},
+		Publish:  PublishConfig{StatusInterval: 30 * time.Second, SnapshotQuality: 85, CleanSnapshot: true},
+		Detector: DetectorConfig{ScoreThreshold: 0.35, NMSThreshold: 0.45},
+		Outbox:   OutboxConfig{Path: "data/xl-agent-outbox.db", MaxBytes: 1 << 30, MaxAge: 7 * 24 * time.Hour},
+		Log:      logging.Default(),
 	}
 }
 
@@ -155,6 +223,40 @@ func (c *Config) ApplyDefaults() {
 		}
 		if m.MinBlob == 0 {
 			m.MinBlob = 0.0005
+		}
+		d := &cam.Detect
+		if d.Enabled == nil {
+			t := true
+			d.Enabled = &t
+		}
+		if d.Gating == "" {
+			d.Gating = pipeline.GateMotion
+		}
+		if d.Every == 0 {
+			d.Every = 3
+		}
+		if d.Refresh == 0 {
+			d.Refresh = 10 * time.Second
+		}
+		tr := &cam.Track
+		if tr.IoUThreshold == 0 {
+			tr.IoUThreshold = 0.2
+		}
+		if tr.MaxLost == 0 {
+			tr.MaxLost = 3 * time.Second
+		}
+		if tr.MinHits == 0 {
+			tr.MinHits = 2
+		}
+		tp := &cam.Tamper
+		if tp.CoveredContrast == 0 {
+			tp.CoveredContrast = 12
+		}
+		if tp.BlurRatio == 0 {
+			tp.BlurRatio = 0.35
+		}
+		if tp.MoveShift == 0 {
+			tp.MoveShift = 0.03
 		}
 		for j := range cam.Scenarios {
 			s := &cam.Scenarios[j]
@@ -248,56 +350,176 @@ func (c *Config) Validate() []config.FieldError {
 		if m.MinBlob < 0 || m.MinBlob >= 1 {
 			p.Add(key+".motion.min_blob", "must be within 0–1")
 		}
-		zones := map[string]bool{}
-		if len(cam.Zones) == 0 {
-			p.Add(key+".zones", "at least one zone is required")
+		validateAnalysis(&p, key, cam, c.detectorClasses())
+	}
+	validateDetector(&p, c.Detector)
+	return p.List()
+}
+
+// detectorClasses are the classes the configured detector reports: people
+// only for HOG, the model's classes for YOLOX.
+func (c *Config) detectorClasses() []string {
+	if c.Detector.Model == "" {
+		return []string{"person"}
+	}
+	if len(c.Detector.Classes) > 0 {
+		return c.Detector.Classes
+	}
+	return detect.COCO80
+}
+
+func validateDetector(p *config.Problems, d DetectorConfig) {
+	if d.Model == "" && (d.Manifest != "" || d.Name != "") {
+		p.Add("detector.model", "manifest and name are set but no model file is")
+	}
+	if d.InputSize != 0 && (d.InputSize < 32 || d.InputSize > 2048 || d.InputSize%32 != 0) {
+		p.Add("detector.input_size", "must be a multiple of 32 within 32–2048")
+	}
+	if d.ScoreThreshold <= 0 || d.ScoreThreshold >= 1 {
+		p.Add("detector.score_threshold", "must be within (0, 1)")
+	}
+	if d.NMSThreshold <= 0 || d.NMSThreshold > 1 {
+		p.Add("detector.nms_threshold", "must be within (0, 1]")
+	}
+	if d.Threads < 0 || d.Threads > 256 {
+		p.Add("detector.threads", "must be within 0 (one per core) – 256")
+	}
+	seen := map[string]bool{}
+	for i, c := range d.Classes {
+		if c == "" || seen[c] {
+			p.Add(fmt.Sprintf("detector.classes[%d]", i), "%q is empty or named twice", c)
 		}
-		for j, z := range cam.Zones {
-			zk := fmt.Sprintf("%s.zones[%d]", key, j)
-			if !wire.ValidID(z.Name) {
-				p.Add(zk+".name", "%q must match [A-Za-z0-9][A-Za-z0-9_.-]{0,63}", z.Name)
-			} else if zones[z.Name] {
-				p.Add(zk+".name", "%q is used by another zone of this camera", z.Name)
-			}
-			zones[z.Name] = true
-			if err := motion.ValidatePolygon(z.Polygon); err != nil {
-				p.Add(zk+".polygon", "%v", err)
-			}
+		seen[c] = true
+	}
+}
+
+// validateAnalysis checks one camera's detection, tracking, tamper check,
+// zones and scenarios.
+func validateAnalysis(p *config.Problems, key string, cam CameraConfig, classes []string) {
+	d := cam.Detect
+	p.OneOf(key+".detect.gating", d.Gating, pipeline.GateMotion, pipeline.GateAlways)
+	if d.Every < 1 || d.Every > 100 {
+		p.Add(key+".detect.every", "must be within 1–100")
+	}
+	if d.Refresh < time.Second {
+		p.Add(key+".detect.refresh", "at least 1s")
+	}
+	if d.MinScore < 0 || d.MinScore >= 1 {
+		p.Add(key+".detect.min_score", "must be within 0–1")
+	}
+	if t := cam.Track; t.IoUThreshold <= 0 || t.IoUThreshold >= 1 {
+		p.Add(key+".track.iou_threshold", "must be within (0, 1)")
+	}
+	if cam.Track.MaxLost < 100*time.Millisecond {
+		p.Add(key+".track.max_lost", "at least 100ms")
+	}
+	if cam.Track.MinHits < 1 || cam.Track.MinHits > 100 {
+		p.Add(key+".track.min_hits", "must be within 1–100")
+	}
+	if err := tamperConfig(cam.Tamper).Validate(); err != nil {
+		p.Add(key+".tamper", "%v", err)
+	}
+	if _, err := location(cam.Timezone); err != nil {
+		p.Add(key+".timezone", "%v", err)
+	}
+
+	zonesOK := true
+	names := map[string]bool{}
+	for j, z := range cam.Zones {
+		zk := fmt.Sprintf("%s.zones[%d]", key, j)
+		if !wire.ValidID(z.Name) {
+			p.Add(zk+".name", "%q must match [A-Za-z0-9][A-Za-z0-9_.-]{0,63}", z.Name)
+			zonesOK = false
+		} else if names[z.Name] {
+			p.Add(zk+".name", "%q is used by another zone of this camera", z.Name)
+			zonesOK = false
 		}
-		if len(cam.Scenarios) == 0 {
-			p.Add(key+".scenarios", "at least one scenario is required")
+		names[z.Name] = true
+		if err := zone.ValidatePolygon(z.Polygon); err != nil {
+			p.Add(zk+".polygon", "%v", err)
+			zonesOK = false
 		}
-		for j, s := range cam.Scenarios {
-			sk := fmt.Sprintf("%s.scenarios[%d]", key, j)
-			if !implementedScenarios[s.Type] {
-				p.Add(sk+".type", "%q is not available in this release; available: intrusion", s.Type)
-			}
-			if len(s.Zones) == 0 {
-				p.Add(sk+".zones", "name at least one zone")
-			}
+	}
+	if len(cam.Scenarios) == 0 {
+		p.Add(key+".scenarios", "at least one scenario is required")
+	}
+	needZones := false
+	for _, s := range cam.Scenarios {
+		needZones = needZones || scenario.ZoneBased(s.Type)
+	}
+	if needZones && len(cam.Zones) == 0 {
+		p.Add(key+".zones", "at least one zone is required")
+	}
+	var zs *zone.Set
+	if zonesOK {
+		zs, _ = zone.NewSet(zoneList(cam))
+	}
+	opts := scenario.Options{MotionOnly: !*cam.Detect.Enabled, Classes: classes}
+	for j, s := range cam.Scenarios {
+		sk := fmt.Sprintf("%s.scenarios[%d]", key, j)
+		// Checked here with the messages and limits of this file; the
+		// copy handed to scenario.Check has them fixed, so that they are
+		// not reported twice.
+		spec := scenarioSpec(s).WithDefaults()
+		if s.Severity < 1 || s.Severity > 4 {
+			p.Add(sk+".severity", "must be within 1 (most urgent) – 4")
+			spec.Severity = 1
+		}
+		if s.EndAfter < 100*time.Millisecond {
+			p.Add(sk+".end_after", "at least 100ms")
+			spec.Lifecycle.EndAfter = time.Second
+		}
+		if s.UpdateInterval < time.Second {
+			p.Add(sk+".update_interval", "at least 1s")
+		}
+		known := slices.Contains(scenario.Types, s.Type)
+		if !known {
+			p.Add(sk+".type", "%q is not a scenario; available: %s", s.Type, strings.Join(scenario.Types, ", "))
+		}
+		if zs == nil || !known {
 			for _, zn := range s.Zones {
-				if !zones[zn] {
+				if !names[zn] {
 					p.Add(sk+".zones", "no zone named %q on this camera", zn)
 				}
 			}
-			if s.Severity < 1 || s.Severity > 4 {
-				p.Add(sk+".severity", "must be within 1 (most urgent) – 4")
-			}
-			if s.MinMotion <= 0 || s.MinMotion > 1 {
-				p.Add(sk+".min_motion", "must be within (0, 1]")
-			}
-			if s.MinDuration < 0 || s.Cooldown < 0 {
-				p.Add(sk, "min_duration and cooldown must be ≥ 0")
-			}
-			if s.EndAfter < 100*time.Millisecond {
-				p.Add(sk+".end_after", "at least 100ms")
-			}
-			if s.UpdateInterval < time.Second {
-				p.Add(sk+".update_interval", "at least 1s")
-			}
+			continue
+		}
+		for _, pr := range scenario.Check(spec, zs, opts) {
+			p.Add(sk+"."+pr.Field, "%s", pr.Msg)
 		}
 	}
-	return p.List()
+}
+
+// location loads a camera's time zone; empty is the box's local time.
+func location(name string) (*time.Location, error) {
+	if name == "" {
+		return time.Local, nil
+	}
+	loc, err := time.LoadLocation(name)
+	if err != nil {
+		return nil, fmt.Errorf("unknown time zone %q (want an IANA name such as Asia/Shanghai)", name)
+	}
+	return loc, nil
+}
+
+func zoneList(cam CameraConfig) []zone.Zone {
+	out := make([]zone.Zone, 0, len(cam.Zones))
+	for _, z := range cam.Zones {
+		out = append(out, zone.Zone{Name: z.Name, Tags: z.Tags, Polygon: z.Polygon, Exclude: z.Exclude})
+	}
+	return out
+}
+
+func scenarioSpec(s ScenarioConfig) scenario.Spec {
+	return scenario.Spec{
+		Type: s.Type, Severity: s.Severity, Zones: s.Zones, Tags: s.Tags, Classes: s.Classes,
+		MinDwell: s.MinDwell, MinCount: s.MinCount, MinMotion: s.MinMotion, Schedule: s.Schedule,
+		Lifecycle: event.Config{MinDuration: s.MinDuration, EndAfter: s.EndAfter, UpdateInterval: s.UpdateInterval, Cooldown: s.Cooldown},
+	}
+}
+
+func tamperConfig(t TamperConfig) tamper.Config {
+	return tamper.Config{CoveredContrast: t.CoveredContrast, BlurRatio: t.BlurRatio, MoveShift: t.MoveShift, RelearnAfter: t.RelearnAfter}
 }
 
 // LoadConfig reads, overrides from XL_* and validates a configuration file.

@@ -15,7 +15,7 @@ func TestShippedConfigLoads(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if cfg.Agent.ID != "hm-lixin-01" || len(cfg.Cameras) != 1 || len(cfg.Cameras[0].Zones) != 2 {
+	if cfg.Agent.ID != "hm-lixin-01" || len(cfg.Cameras) != 1 || len(cfg.Cameras[0].Zones) != 4 || len(cfg.Cameras[0].Scenarios) != 5 {
 		t.Fatalf("unexpected content: %+v", cfg)
 	}
 	if cfg.Version == "" {
@@ -105,7 +105,7 @@ func TestValidationCatchesCrossReferences(t *testing.T) {
 	if err == nil {
 		t.Fatal("accepted")
 	}
-	for _, want := range []string{`no zone named "pier"`, `"teleport" is not available in this release`} {
+	for _, want := range []string{`no zone named "pier"`, `"teleport" is not a scenario; available: illegal_fishing, intrusion`} {
 		if !strings.Contains(err.Error(), want) {
 			t.Errorf("missing %q in %v", want, err)
 		}

@@ -8,6 +8,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/xueliang/xl/agent/internal/detect/onnxtest"
 )
 
 var yoloxSpec = ModelSpec{InputWidth: 416, InputHeight: 416, InputChannels: 3, OutputShape: []int{1, 3549, 85}}
@@ -40,7 +42,7 @@ func randomBytes(n int) []byte {
 }
 
 func TestTinyModelParses(t *testing.T) {
-	data := tinyModel{op: "Identity", inDims: []int64{1, 3, 416, 416}, outDims: []int64{-1, 3, -1, -1}}.encode()
+	data := onnxtest.Tiny{Op: "Identity", InDims: []int64{1, 3, 416, 416}, OutDims: []int64{-1, 3, -1, -1}}.Encode()
 	info, err := inspectONNX(data)
 	if err != nil {
 		t.Fatal(err)
@@ -81,15 +83,15 @@ func TestCheckModel(t *testing.T) {
 		{name: "truncated copy", data: shared[:len(shared)/2], want: "run past the end"},
 		{name: "random bytes", data: randomBytes(4096), want: "not an ONNX protobuf"},
 		{name: "text file", data: []byte("models:\n  - name: yolox_nano\n"), want: "not an ONNX"},
-		{name: "declared input size differs", data: tinyModel{op: "Identity", inDims: []int64{1, 3, 640, 640}}.encode(),
+		{name: "declared input size differs", data: onnxtest.Tiny{Op: "Identity", InDims: []int64{1, 3, 640, 640}}.Encode(),
 			want: "model input images [1 3 640 640], want [1 3 416 416]"},
-		{name: "declared output shape differs", data: tinyModel{op: "Identity", inDims: []int64{1, 3, 416, 416}, outDims: []int64{1, 3, 416, 416}}.encode(),
+		{name: "declared output shape differs", data: onnxtest.Tiny{Op: "Identity", InDims: []int64{1, 3, 416, 416}, OutDims: []int64{1, 3, 416, 416}}.Encode(),
 			want: "model output output [1 3 416 416], want [1 3549 85]"},
 		{name: "valid ONNX, wrong output shape (found by the child's forward pass)",
-			data: tinyModel{op: "Identity", inDims: []int64{1, 3, 416, 416}, outDims: []int64{-1, -1, -1}}.encode(),
+			data: onnxtest.Tiny{Op: "Identity", InDims: []int64{1, 3, 416, 416}, OutDims: []int64{-1, -1, -1}}.Encode(),
 			want: "output shape is [1 3 416 416], want [1 3549 85]"},
 		{name: "valid ONNX that OpenCV cannot load (aborts the child)",
-			data: tinyModel{op: "XlNoSuchOperator", inDims: []int64{1, 3, 416, 416}, outDims: []int64{1, 3549, 85}}.encode(),
+			data: onnxtest.Tiny{Op: "XlNoSuchOperator", InDims: []int64{1, 3, 416, 416}, OutDims: []int64{1, 3549, 85}}.Encode(),
 			want: "XlNoSuchOperator", crashed: true},
 	}
 	for _, tc := range tests {
@@ -147,7 +149,7 @@ func TestChildContainsOpenCVAborts(t *testing.T) {
 }
 
 func TestChildRefusesAChangedFile(t *testing.T) {
-	path := writeFile(t, "model.onnx", tinyModel{op: "Identity", inDims: []int64{1, 3, 416, 416}, outDims: []int64{1, 3, 416, 416}}.encode())
+	path := writeFile(t, "model.onnx", onnxtest.Tiny{Op: "Identity", InDims: []int64{1, 3, 416, 416}, OutDims: []int64{1, 3, 416, 416}}.Encode())
 	_, err := runChildCheck(t.Context(), path, strings.Repeat("0", 64), yoloxSpec)
 	if err == nil || !strings.Contains(err.Error(), "sha256 mismatch") || errors.Is(err, ErrChildCrashed) {
 		t.Fatalf("error %v, want a sha256 mismatch reported by the child", err)

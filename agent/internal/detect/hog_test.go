@@ -110,3 +110,16 @@ func TestHOGConfigValidation(t *testing.T) {
 		}
 	}
 }
+
+func TestSetThreads(t *testing.T) {
+	before := Threads()
+	defer SetThreads(0)
+	SetThreads(1)
+	if got := Threads(); got != 1 {
+		t.Fatalf("Threads() = %d after SetThreads(1)", got)
+	}
+	SetThreads(0)
+	if got := Threads(); got != before || got < 1 {
+		t.Fatalf("Threads() = %d after SetThreads(0), %d before", got, before)
+	}
+}

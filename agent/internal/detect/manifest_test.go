@@ -7,6 +7,8 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/xueliang/xl/agent/internal/detect/onnxtest"
 )
 
 func TestLoadManifest(t *testing.T) {
@@ -129,9 +131,9 @@ func TestNewYOLOXRefusesBadModels(t *testing.T) {
 		{"truncated, without", writeFile(t, "t.onnx", shared[:len(shared)-1]), nil, "truncated?"},
 		{"random bytes", writeFile(t, "r.onnx", randomBytes(1<<16)), nil, "not an ONNX protobuf"},
 		{"sha256 mismatch", modelPath(t), &wrongSHA, "sha256 mismatch"},
-		{"wrong output shape", writeFile(t, "w.onnx", tinyModel{op: "Identity", inDims: []int64{1, 3, 416, 416}, outDims: []int64{-1, -1, -1}}.encode()),
+		{"wrong output shape", writeFile(t, "w.onnx", onnxtest.Tiny{Op: "Identity", InDims: []int64{1, 3, 416, 416}, OutDims: []int64{-1, -1, -1}}.Encode()),
 			nil, "output shape is [1 3 416 416], want [1 3549 85]"},
-		{"OpenCV aborts", writeFile(t, "a.onnx", tinyModel{op: "XlNoSuchOperator", inDims: []int64{1, 3, 416, 416}, outDims: []int64{1, 3549, 85}}.encode()),
+		{"OpenCV aborts", writeFile(t, "a.onnx", onnxtest.Tiny{Op: "XlNoSuchOperator", InDims: []int64{1, 3, 416, 416}, OutDims: []int64{1, 3549, 85}}.Encode()),
 			nil, "crashed the checking process"},
 	}
 	for _, tc := range tests {

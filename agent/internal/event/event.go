@@ -53,6 +53,10 @@ func New(cfg Config, newID func(time.Time) string) *Lifecycle {
 	return &Lifecycle{cfg: cfg, newID: newID}
 }
 
+// Reconfigure changes the settings (a configuration reload); an open event
+// goes on under the new ones.
+func (l *Lifecycle) Reconfigure(cfg Config) { l.cfg = cfg }
+
 // Active reports whether an event is open.
 func (l *Lifecycle) Active() bool { return l.st == active }
 

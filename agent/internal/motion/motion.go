@@ -1,6 +1,9 @@
 // Package motion finds moving things inside a zone: MOG2 background
 // subtraction on a down-scaled frame, shadows and specks removed, masked by
-// the zone polygon. Every Mat it makes is closed by Close.
+// the zone polygon. Ignore polygons (exclude zones: a timestamp overlay,
+// trees, glare on water) are removed from the foreground first; what moves
+// anywhere else in the frame is reported too, for the detector to look at.
+// Every Mat it makes is closed by Close.
 package motion
 
 import (
@@ -19,6 +22,8 @@ type Config struct {
 	VarThreshold float64 // MOG2 variance threshold
 	Warmup       int     // frames to learn the background before reporting
 	MinBlobRatio float64 // smallest moving blob, as a fraction of the frame area
+	// Ignore are polygons (normalised) whose motion never counts.
+	Ignore [][][2]float64
 }
 
 // Result is the motion in the zone for one frame.
@@ -40,9 +45,12 @@ type Detector struct {
 	bin, masked gocv.Mat
 	zoneMasks   []gocv.Mat
 	zoneAreas   []int
+	keep        gocv.Mat // 255 outside the ignore polygons; empty when there are none
+	keepArea    int
 	size        image.Point // analysis size the masks were made for
 	src         image.Point // source size
 	frames      int
+	frame       Result // the whole frame's motion, of the last Process
 	closed      bool
 }
 
@@ -67,13 +75,8 @@ func New(cfg Config, polygons [][][2]float64) (*Detector, error) {
 	if cfg.History < 1 || cfg.VarThreshold <= 0 {
 		return nil, errors.New("motion: history and var_threshold must be positive")
 	}
-	if len(polygons) == 0 {
-		return nil, errors.New("motion: no zones")
-	}
-	for i, p := range polygons {
-		if err := ValidatePolygon(p); err != nil {
-			return nil, fmt.Errorf("motion: zone %d: %w", i, err)
-		}
+	if err := validatePolygons(polygons, cfg.Ignore); err != nil {
+		return nil, err
 	}
 	return &Detector{
 		cfg:      cfg,
@@ -82,6 +85,7 @@ func New(cfg Config, polygons [][][2]float64) (*Detector, error) {
 		kOpen:    gocv.GetStructuringElement(gocv.MorphEllipse, image.Pt(3, 3)),
 		kDil:     gocv.GetStructuringElement(gocv.MorphEllipse, image.Pt(7, 7)),
 		small:    gocv.NewMat(),
+		keep:     gocv.NewMat(),
 		fg:       gocv.NewMat(),
 		bin:      gocv.NewMat(),
 		masked:   gocv.NewMat(),
@@ -97,23 +101,75 @@ func PolygonPoints(p [][2]float64, w, h int) []image.Point {
 	return pts
 }
 
+func validatePolygons(zones, ignore [][][2]float64) error {
+	for i, p := range zones {
+		if err := ValidatePolygon(p); err != nil {
+			return fmt.Errorf("motion: zone %d: %w", i, err)
+		}
+	}
+	for i, p := range ignore {
+		if err := ValidatePolygon(p); err != nil {
+			return fmt.Errorf("motion: ignore polygon %d: %w", i, err)
+		}
+	}
+	return nil
+}
+
+// SetZones replaces the zone and ignore polygons (a configuration reload)
+// and keeps the background learnt so far.
+func (d *Detector) SetZones(polygons, ignore [][][2]float64) error {
+	if d.closed {
+		return errors.New("motion: detector is closed")
+	}
+	if err := validatePolygons(polygons, ignore); err != nil {
+		return err
+	}
+	d.polygons, d.cfg.Ignore = polygons, ignore
+	if d.size != (image.Point{}) {
+		d.makeMasks()
+	}
+	return nil
+}
+
 func (d *Detector) prepare(src image.Point) {
 	d.src = src
 	h := int(float64(d.cfg.Width)*float64(src.Y)/float64(src.X) + 0.5)
 	d.size = image.Pt(d.cfg.Width, max(h, 1))
+	d.makeMasks()
+	d.frames = 0 // a new geometry means a new background
+}
+
+func (d *Detector) fill(m *gocv.Mat, p [][2]float64, c color.RGBA) {
+	pv := gocv.NewPointsVectorFromPoints([][]image.Point{PolygonPoints(p, d.size.X, d.size.Y)})
+	gocv.FillPoly(m, pv, c)
+	pv.Close()
+}
+
+// makeMasks draws the zone and ignore masks at the analysis size.
+func (d *Detector) makeMasks() {
 	for _, m := range d.zoneMasks {
 		m.Close()
 	}
 	d.zoneMasks, d.zoneAreas = d.zoneMasks[:0], d.zoneAreas[:0]
+	d.keep.Close()
+	d.keep, d.keepArea = gocv.NewMat(), d.size.X*d.size.Y
+	if len(d.cfg.Ignore) > 0 {
+		d.keep.Close()
+		d.keep = gocv.NewMatWithSizeFromScalar(gocv.NewScalar(255, 0, 0, 0), d.size.Y, d.size.X, gocv.MatTypeCV8U)
+		for _, p := range d.cfg.Ignore {
+			d.fill(&d.keep, p, color.RGBA{0, 0, 0, 0})
+		}
+		d.keepArea = gocv.CountNonZero(d.keep)
+	}
 	for _, p := range d.polygons {
 		m := gocv.Zeros(d.size.Y, d.size.X, gocv.MatTypeCV8U)
-		pv := gocv.NewPointsVectorFromPoints([][]image.Point{PolygonPoints(p, d.size.X, d.size.Y)})
-		gocv.FillPoly(&m, pv, color.RGBA{255, 255, 255, 0})
-		pv.Close()
+		d.fill(&m, p, color.RGBA{255, 255, 255, 0})
+		if !d.keep.Empty() {
+			gocv.BitwiseAnd(m, d.keep, &m)
+		}
 		d.zoneMasks = append(d.zoneMasks, m)
 		d.zoneAreas = append(d.zoneAreas, gocv.CountNonZero(m))
 	}
-	d.frames = 0 // a new geometry means a new background
 }
 
 // Process analyses one BGR frame and returns one Result per zone, in the
@@ -132,10 +188,15 @@ func (d *Detector) Process(frame gocv.Mat) ([]Result, error) {
 	if src != d.src {
 		d.prepare(src)
 	}
-	gocv.Resize(frame, &d.small, d.size, 0, 0, gocv.InterpolationArea)
-	d.mog.Apply(d.small, &d.fg)
+	small := frame // already at the analysis width (the pipeline scales once)
+	if src != d.size {
+		gocv.Resize(frame, &d.small, d.size, 0, 0, gocv.InterpolationArea)
+		small = d.small
+	}
+	d.mog.Apply(small, &d.fg)
 	d.frames++
 	out := make([]Result, len(d.polygons))
+	d.frame = Result{}
 	if d.frames <= d.cfg.Warmup {
 		return out, nil
 	}
@@ -143,22 +204,43 @@ func (d *Detector) Process(frame gocv.Mat) ([]Result, error) {
 	gocv.Threshold(d.fg, &d.bin, 200, 255, gocv.ThresholdBinary)
 	gocv.MorphologyEx(d.bin, &d.bin, gocv.MorphOpen, d.kOpen)
 	gocv.Dilate(d.bin, &d.bin, d.kDil)
+	if !d.keep.Empty() {
+		gocv.BitwiseAnd(d.bin, d.keep, &d.bin)
+	}
+	d.frame = d.blobs(d.bin, d.keepArea)
 	for i := range d.polygons {
 		out[i] = d.zone(i)
 	}
 	return out, nil
 }
 
+// Frame is the motion anywhere in the frame (outside the ignore polygons)
+// found by the last Process; not Warm while the background is learnt.
+func (d *Detector) Frame() Result { return d.frame }
+
+// Warm reports whether the background has been learnt.
+func (d *Detector) Warm() bool { return d.frames > d.cfg.Warmup }
+
 func (d *Detector) zone(i int) Result {
 	if d.zoneAreas[i] == 0 {
 		return Result{Warm: true}
 	}
 	gocv.BitwiseAnd(d.bin, d.zoneMasks[i], &d.masked)
-	res := Result{Warm: true, Ratio: float64(gocv.CountNonZero(d.masked)) / float64(d.zoneAreas[i])}
+	return d.blobs(d.masked, d.zoneAreas[i])
+}
+
+// blobs measures a binary foreground mask of area pixels: the share that
+// moves and the bounding boxes of the blobs big enough to count.
+func (d *Detector) blobs(mask gocv.Mat, area int) Result {
+	res := Result{Warm: true}
+	if area == 0 {
+		return res
+	}
+	res.Ratio = float64(gocv.CountNonZero(mask)) / float64(area)
 	if res.Ratio == 0 {
 		return res
 	}
-	contours := gocv.FindContours(d.masked, gocv.RetrievalExternal, gocv.ChainApproxSimple)
+	contours := gocv.FindContours(mask, gocv.RetrievalExternal, gocv.ChainApproxSimple)
 	defer contours.Close()
 	minArea := d.cfg.MinBlobRatio * float64(d.size.X*d.size.Y)
 	fw, fh := float64(d.size.X), float64(d.size.Y)
@@ -179,7 +261,7 @@ func (d *Detector) Close() {
 	}
 	d.closed = true
 	d.mog.Close()
-	for _, m := range []*gocv.Mat{&d.kOpen, &d.kDil, &d.small, &d.fg, &d.bin, &d.masked} {
+	for _, m := range []*gocv.Mat{&d.kOpen, &d.kDil, &d.small, &d.fg, &d.bin, &d.masked, &d.keep} {
 		m.Close()
 	}
 	for _, m := range d.zoneMasks {

@@ -112,3 +112,76 @@ func BenchmarkProcess(b *testing.B) {
 		b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "frames/s")
 	})
 }
+
+// People walk on the road of vtest.avi: the whole frame's motion shows
+// them; an ignore polygon over the lower two thirds of the frame hides
+// those below it, from the frame and from a zone alike; SetZones (a reload)
+// keeps the learnt background.
+func TestIgnorePolygonsAndFrameMotion(t *testing.T) {
+	frames := readFrames(t, 60)
+	defer func() {
+		for _, f := range frames {
+			f.Close()
+		}
+	}()
+	road := [][2]float64{{0, 0.35}, {1, 0.35}, {1, 0.9}, {0, 0.9}}
+	lower := [][2]float64{{0, 0.33}, {1, 0.33}, {1, 1}, {0, 1}}
+	run := func(ignore [][][2]float64) (Result, Result) {
+		t.Helper()
+		d, err := New(Config{Width: 320, History: 100, VarThreshold: 16, Warmup: 10, MinBlobRatio: 0.0005, Ignore: ignore}, [][][2]float64{road})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer d.Close()
+		var zone, frame Result
+		for i, f := range frames {
+			res, err := d.Process(f)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if i == 9 && (d.Warm() || d.Frame().Warm) {
+				t.Fatal("warm during the warm-up")
+			}
+			zone, frame = res[0], d.Frame()
+		}
+		return zone, frame
+	}
+	zone, frame := run(nil)
+	if !frame.Warm || len(frame.Blobs) == 0 || zone.Ratio == 0 {
+		t.Fatalf("no motion where people walk: frame %+v zone %+v", frame, zone)
+	}
+	zone, frame = run([][][2]float64{lower})
+	for _, b := range frame.Blobs {
+		if b[1] >= 0.34 {
+			t.Errorf("blob %v inside the ignored part", b)
+		}
+	}
+	if zone.Ratio != 0 {
+		t.Errorf("zone under the ignore polygon moves %.3f", zone.Ratio)
+	}
+
+	// No zones at all: only the frame's motion (a camera watched for
+	// tampering only).
+	d, err := New(Config{Width: 320, History: 100, VarThreshold: 16, Warmup: 10, MinBlobRatio: 0.0005}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer d.Close()
+	for i, f := range frames {
+		if i == 30 {
+			if err := d.SetZones([][][2]float64{road}, [][][2]float64{lower}); err != nil {
+				t.Fatal(err)
+			}
+		}
+		res, err := d.Process(f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if i >= 30 && (len(res) != 1 || !res[0].Warm) {
+			t.Fatalf("frame %d after SetZones: %+v (the background must be kept)", i, res)
+		}
+	}
+	if err := d.SetZones([][][2]float64{{{0, 0}, {1, 1}}}, nil); err == nil {
+		t.Error("SetZones accepted a two-point polygon")
+	}
+}

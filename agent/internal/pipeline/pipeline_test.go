@@ -24,12 +24,15 @@ type recorder struct {
 	snaps  map[string][]byte
 }
 
-func (r *recorder) Publish(a *wire.Alert, snap []byte) error {
+func (r *recorder) Publish(a *wire.Alert, snap, clean []byte) error {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	r.alerts = append(r.alerts, a)
 	if snap != nil {
 		r.snaps[a.AlertID] = snap
+	}
+	if clean != nil {
+		r.snaps[a.Evidence.CleanSnapshotID] = clean
 	}
 	return nil
 }

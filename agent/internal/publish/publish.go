@@ -157,20 +157,31 @@ func (p *Publisher) alertMessage(a *wire.Alert) (outbox.Message, error) {
 	return outbox.Message{Lane: outbox.LaneAlert, CameraID: a.CameraID, Topic: wire.AlertsTopic(p.agentID), Payload: b}, nil
 }
 
-// Publish writes an alert and, when given, its snapshot to the outbox. It
-// returns once both are on disk; sending happens in Run.
-func (p *Publisher) Publish(a *wire.Alert, snapshot []byte) error {
+// Publish writes an alert and, when given, its snapshot and the snapshot's
+// clean copy to the outbox, in one transaction. It returns once they are on
+// disk; sending happens in Run. The clean copy goes out as the snapshot of
+// a.Evidence.CleanSnapshotID (see wire.Evidence).
+func (p *Publisher) Publish(a *wire.Alert, snapshot, clean []byte) error {
 	m, err := p.alertMessage(a)
 	if err != nil {
 		return err
 	}
 	msgs := []outbox.Message{m}
-	if len(snapshot) > 0 {
-		if err := wire.CheckEvidence(wire.EvidenceSnapshot, snapshot); err != nil {
+	for _, ev := range []struct {
+		id   string
+		data []byte
+	}{{a.AlertID, snapshot}, {a.Evidence.CleanSnapshotID, clean}} {
+		if len(ev.data) == 0 {
+			continue
+		}
+		if err := wire.CheckEvidence(wire.EvidenceSnapshot, ev.data); err != nil {
 			return fmt.Errorf("publish: snapshot of %s: %w", a.AlertID, err)
 		}
-		msgs = append(msgs, outbox.Message{Lane: outbox.LaneSnapshot, CameraID: a.CameraID,
-			Topic: wire.EvidenceTopic(p.agentID, a.AlertID, wire.EvidenceSnapshot), Payload: snapshot})
+		topic := wire.EvidenceTopic(p.agentID, ev.id, wire.EvidenceSnapshot)
+		if _, err := wire.ParseAgentTopic(topic); err != nil {
+			return fmt.Errorf("publish: snapshot of %s: %w", a.AlertID, err)
+		}
+		msgs = append(msgs, outbox.Message{Lane: outbox.LaneSnapshot, CameraID: a.CameraID, Topic: topic, Payload: ev.data})
 	}
 	return p.ob.Put(msgs...)
 }

@@ -54,6 +54,12 @@ type Config struct {
 	ReconnectMax time.Duration // cap of the backoff
 	OnState      func(State)   // called on every state change, may be nil
 
+	// Files only (replays). MediaStart is the time given to the first frame
+	// (default: when the file is opened); Until ends the file after this
+	// much media time (0: at its end).
+	MediaStart time.Time
+	Until      time.Duration
+
 	// RTSP only.
 	Transport    string        // tcp (default), udp or auto
 	KeyframeOnly bool          // decode key frames only (low-power mode)
@@ -294,15 +300,22 @@ func (s *Source) readOnce(ctx context.Context) (got bool, err error) {
 		at := time.Now()
 		if s.isFile {
 			// Media time: replays behave like the live stream, at any speed.
-			at = start.Add(time.Duration(float64(seq-1) / srcFPS * float64(time.Second)))
+			offset := time.Duration(float64(seq-1) / srcFPS * float64(time.Second))
+			if s.cfg.Until > 0 && offset >= s.cfg.Until {
+				return got, ErrEnded
+			}
 			if s.cfg.Realtime {
-				if d := time.Until(at); d > 0 {
+				if d := time.Until(start.Add(offset)); d > 0 {
 					select {
 					case <-ctx.Done():
 						return got, nil
 					case <-time.After(d):
 					}
 				}
+			}
+			at = start.Add(offset)
+			if !s.cfg.MediaStart.IsZero() {
+				at = s.cfg.MediaStart.Add(offset)
 			}
 		}
 		rateN++

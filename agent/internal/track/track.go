@@ -139,6 +139,7 @@ type Tracker struct {
 	tracks []*state
 	nextID int64
 	last   time.Time
+	w, h   int // frame size of the last Update
 }
 
 // state is a track's internal state.
@@ -175,6 +176,9 @@ func (tr *Tracker) Update(at time.Time, dets []detect.Detection, frameW, frameH 
 		at = tr.last
 	}
 	tr.last = at
+	if frameW > 0 && frameH > 0 {
+		tr.w, tr.h = frameW, frameH
+	}
 
 	// Where each track should be now.
 	for _, s := range tr.tracks {
@@ -252,6 +256,53 @@ func (tr *Tracker) Update(at time.Time, dets []detect.Detection, frameW, frameH 
 	return tr.Tracks()
 }
 
+// Advance moves every track's Predicted box to time at by its motion prior,
+// without a detection: a frame the detector skipped. Nothing is counted as
+// missed, and dwell is not measured (it is, between detections, at the next
+// Update). It returns the confirmed tracks, as Tracks does.
+func (tr *Tracker) Advance(at time.Time) []Track {
+	if !tr.last.IsZero() && at.Before(tr.last) {
+		at = tr.last
+	}
+	for _, s := range tr.tracks {
+		s.Predicted = s.predict(at)
+	}
+	return tr.Tracks()
+}
+
+// SetZones replaces the zones dwell is measured in (a configuration
+// reload). Tracks keep their dwell per zone name; which zones they are in is
+// measured again at their last box.
+func (tr *Tracker) SetZones(zones []Zone) error {
+	cfg := tr.cfg
+	cfg.Zones = slices.Clone(zones)
+	if err := cfg.validate(); err != nil {
+		return fmt.Errorf("track: %w", err)
+	}
+	tr.cfg = cfg
+	for _, s := range tr.tracks {
+		s.inZone, s.zoneSet = nil, false
+		s.Zones = s.Zones[:0]
+		if tr.w <= 0 || tr.h <= 0 || len(cfg.Zones) == 0 {
+			continue
+		}
+		s.inZone = make([]bool, len(cfg.Zones))
+		px, py := feet(s.Box, tr.w, tr.h)
+		for i, z := range cfg.Zones {
+			if PointInPolygon([2]float64{px, py}, z.Polygon) {
+				s.inZone[i] = true
+				s.Zones = append(s.Zones, z.Name)
+			}
+		}
+		s.zoneSet = true
+	}
+	return nil
+}
+
+func feet(b image.Rectangle, w, h int) (float64, float64) {
+	return (float64(b.Min.X) + float64(b.Max.X)) / 2 / float64(w), float64(b.Max.Y) / float64(h)
+}
+
 // Tracks returns the confirmed tracks as of the last Update, by ID.
 func (tr *Tracker) Tracks() []Track {
 	out := make([]Track, 0, len(tr.tracks))
@@ -324,8 +375,7 @@ func (s *state) observe(at time.Time, d detect.Detection, cfg *Config, w, h int)
 		return
 	}
 	// The feet: bottom-centre of the box, normalised.
-	px := (float64(d.Box.Min.X) + float64(d.Box.Max.X)) / 2 / float64(w)
-	py := float64(d.Box.Max.Y) / float64(h)
+	px, py := feet(d.Box, w, h)
 	if s.inZone == nil {
 		s.inZone = make([]bool, len(cfg.Zones))
 	}

@@ -495,3 +495,57 @@ func BenchmarkUpdate(b *testing.B) {
 		tr.Update(t0.Add(time.Duration(i)*step), dets, 1000, 1000)
 	}
 }
+
+// Frames the detector skips: Advance moves the predicted box along the
+// track's velocity and counts nothing as missed, so a track carried over
+// many skipped frames is neither lost nor ended.
+func TestAdvanceCarriesTracksBetweenDetections(t *testing.T) {
+	tr, err := New(Config{MaxMissed: 2})
+	if err != nil {
+		t.Fatal(err)
+	}
+	tr.Update(t0, []detect.Detection{person(100, 300)}, 1000, 1000)
+	tr.Update(t0.Add(step), []detect.Detection{person(110, 300)}, 1000, 1000) // 100 px/s to the right
+	var got []Track
+	for i := 2; i <= 10; i++ {
+		got = tr.Advance(t0.Add(time.Duration(i) * step))
+	}
+	if len(got) != 1 || got[0].Lost || got[0].Missed != 0 {
+		t.Fatalf("after nine skipped frames: %+v", got)
+	}
+	if p := got[0].Predicted; p.Min.X < 180 || p.Min.X > 200 || got[0].Box.Min.X != 110 {
+		t.Errorf("predicted %v (want x≈190), last box %v", p, got[0].Box)
+	}
+	// The next detection near the prediction keeps the ID.
+	got = tr.Update(t0.Add(11*step), []detect.Detection{person(200, 300)}, 1000, 1000)
+	if len(got) != 1 || got[0].ID != 1 || got[0].Lost {
+		t.Fatalf("after the next detection: %+v", got)
+	}
+}
+
+// A reload replaces the zones: membership is measured again at once, dwell
+// per zone name is kept.
+func TestSetZones(t *testing.T) {
+	left := Zone{Name: "left", Polygon: [][2]float64{{0, 0}, {0.5, 0}, {0.5, 1}, {0, 1}}}
+	right := Zone{Name: "right", Polygon: [][2]float64{{0.5, 0}, {1, 0}, {1, 1}, {0.5, 1}}}
+	tr, err := New(Config{Zones: []Zone{left}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	tr.Update(t0, []detect.Detection{person(100, 300)}, 1000, 1000)
+	tr.Update(t0.Add(time.Second), []detect.Detection{person(100, 300)}, 1000, 1000)
+	if err := tr.SetZones([]Zone{right, left}); err != nil {
+		t.Fatal(err)
+	}
+	got := tr.Tracks()
+	if len(got) != 1 || !slices.Equal(got[0].Zones, []string{"left"}) || got[0].Dwell["left"] != time.Second {
+		t.Fatalf("after SetZones: %+v", got)
+	}
+	got = tr.Update(t0.Add(2*time.Second), []detect.Detection{person(100, 300)}, 1000, 1000)
+	if got[0].Dwell["left"] != 2*time.Second {
+		t.Errorf("dwell %v, want 2s", got[0].Dwell["left"])
+	}
+	if err := tr.SetZones([]Zone{{Name: "bad", Polygon: [][2]float64{{0, 0}}}}); err == nil {
+		t.Error("an invalid zone was accepted")
+	}
+}

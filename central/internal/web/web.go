@@ -143,10 +143,16 @@ type AlertView struct {
 	ReceivedAt  time.Time `json:"received_at"`
 	SnapshotURL string    `json:"snapshot_url,omitempty"`
 	ClipURL     string    `json:"clip_url,omitempty"`
+	// CleanSnapshotURL is the unannotated copy of the snapshot, when the
+	// agent sent one (it is stored as the snapshot of its own ULID).
+	CleanSnapshotURL string `json:"clean_snapshot_url,omitempty"`
 }
 
 func view(rec store.AlertRecord) AlertView {
 	v := AlertView{Alert: rec.Alert, Seq: rec.Seq, ReceivedAt: rec.ReceivedAt}
+	if id := rec.Alert.Evidence.CleanSnapshotID; id != "" {
+		v.CleanSnapshotURL = "/api/v1/alerts/" + url.PathEscape(id) + "/snapshot.jpg"
+	}
 	for _, e := range rec.Evidence {
 		base := "/api/v1/alerts/" + url.PathEscape(rec.Alert.AlertID)
 		switch e.Kind {

@@ -132,6 +132,40 @@ func TestAlertsAPI(t *testing.T) {
 	}
 }
 
+// An agent sends the clean copy of a snapshot as an ordinary snapshot under
+// its own ULID, named by the alert's evidence.clean_snapshot_id: the view
+// links it, and it is served like any snapshot.
+func TestCleanSnapshotURL(t *testing.T) {
+	srv, st := server(t)
+	ctx := context.Background()
+	t0 := time.Date(2026, 11, 21, 12, 0, 0, 0, time.UTC)
+	cleanID := wire.NewULID(t0)
+	a := &wire.Alert{AlertID: wire.NewULID(t0), EventID: "e", Phase: wire.PhaseStart, AgentID: "a1", CameraID: "c1",
+		Type: "intrusion", Severity: 3, StartedAt: t0, DetectedAt: t0,
+		Evidence: wire.Evidence{CleanSnapshotID: cleanID, CleanSnapshotSHA256: strings.Repeat("a", 64)}}
+	if _, err := st.InsertAlert(ctx, a, time.Now()); err != nil {
+		t.Fatal(err)
+	}
+	clean := []byte{0xff, 0xd8, 0xff, 0xe0, 9, 9}
+	if _, err := st.PutEvidence(ctx, store.Evidence{EvidenceMeta: store.EvidenceMeta{AlertID: cleanID, Kind: wire.EvidenceSnapshot, SHA256: "c", ReceivedAt: t0}, Data: clean}); err != nil {
+		t.Fatal(err)
+	}
+	var one AlertView
+	get(t, srv.URL+"/api/v1/alerts/"+a.AlertID, &one)
+	if one.CleanSnapshotURL != "/api/v1/alerts/"+cleanID+"/snapshot.jpg" || one.Evidence.CleanSnapshotID != cleanID {
+		t.Fatalf("view: %+v", one)
+	}
+	resp, err := http.Get(srv.URL + one.CleanSnapshotURL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != 200 || string(body) != string(clean) {
+		t.Fatalf("clean snapshot: %d %x", resp.StatusCode, body)
+	}
+}
+
 func TestConsoleIsServedInChinese(t *testing.T) {
 	srv, _ := server(t)
 	resp, err := client.Get(srv.URL + "/")
