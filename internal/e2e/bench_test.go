@@ -10,7 +10,6 @@ import (
 	"strconv"
 	"testing"
 	"time"
-
 )
 
 // BenchmarkTransport measures the whole path with real processes: several

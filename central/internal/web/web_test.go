@@ -155,7 +155,7 @@ func TestCleanSnapshotURL(t *testing.T) {
 	if one.CleanSnapshotURL != "/api/v1/alerts/"+cleanID+"/snapshot.jpg" || one.Evidence.CleanSnapshotID != cleanID {
 		t.Fatalf("view: %+v", one)
 	}
-	resp, err := http.Get(srv.URL + one.CleanSnapshotURL)
+	resp, err := client.Get(srv.URL + one.CleanSnapshotURL)
 	if err != nil {
 		t.Fatal(err)
 	}
