@@ -189,6 +189,17 @@ say "ports: HTTP $HTTP, MQTT broker $BROKER, RTSP $RTSP, agent HTTP $AGENT"
 start camsim bin/xl-camsim --listen "127.0.0.1:$RTSP" --camera "$CAMERA=$VIDEO" \
 	--cache-dir "$RUN/cache" --log-format text
 
+# The console needs an account: a demo officer-admin with a password made
+# for this run (nothing fixed ships in a config), and an API token for the
+# alert count below.
+DEMO_USER=demo
+DEMO_PASSWORD=$(head -c 18 /dev/urandom | base64 | tr -d '/+=' | cut -c1-16)
+central_cli() { XL_STORE_PATH="$RUN/central.db" XL_LOG_FORMAT=text bin/xl-central "$@" --config configs/central.yaml; }
+if ! printf '%s\n' "$DEMO_PASSWORD" | central_cli user add --username "$DEMO_USER" --role admin --display-name 演示管理员 >/dev/null 2>&1; then
+	printf '%s\n' "$DEMO_PASSWORD" | central_cli user passwd --username "$DEMO_USER" >/dev/null || die "could not set the demo user's password"
+fi
+DEMO_TOKEN=$(central_cli user token --username "$DEMO_USER" --name demo-script) || die "could not create an API token"
+
 start central env XL_HTTP_ADDR="127.0.0.1:$HTTP" XL_BROKER_LISTEN="127.0.0.1:$BROKER" \
 	XL_STORE_PATH="$RUN/central.db" XL_LOG_FORMAT=text \
 	bin/xl-central serve --config configs/central.yaml
@@ -240,7 +251,9 @@ cat <<EOF
    Xueliang demo is running
   ----------------------------------------------------------------
    Console         http://127.0.0.1:$HTTP/
-   Alerts API      http://127.0.0.1:$HTTP/api/v1/alerts
+   Sign in         $DEMO_USER / $DEMO_PASSWORD   (made for this run)
+   Field unit      http://127.0.0.1:$HTTP/field  (add one: bin/xl-central user add --role agency --agency agri-brigade …)
+   Alerts API      http://127.0.0.1:$HTTP/api/v1/alerts   (Authorization: Bearer <token from xl-central user token>)
    Camera (RTSP)   rtsp://127.0.0.1:$RTSP/$CAMERA
    MQTT broker     tcp://127.0.0.1:$BROKER
    Metrics         http://127.0.0.1:$HTTP/metrics   (central)
@@ -257,7 +270,7 @@ EOF
 # Number of alerts stored, or "?" when the API does not answer.
 alert_count() {
 	local body
-	body=$(curl -fsS --max-time 5 "http://127.0.0.1:$HTTP/api/v1/alerts?limit=1000" 2>/dev/null) || {
+	body=$(curl -fsS --max-time 5 -H "Authorization: Bearer $DEMO_TOKEN" "http://127.0.0.1:$HTTP/api/v1/alerts?limit=1000" 2>/dev/null) || {
 		echo "?"
 		return
 	}

@@ -17,6 +17,7 @@ PACKAGES=(
 	libopencv-dev opencv-data
 	ffmpeg libavcodec-dev libavformat-dev libavutil-dev libswscale-dev
 	pkg-config mosquitto mosquitto-clients postgresql
+	chromium fonts-noto-cjk
 	gcc g++ make git ca-certificates curl
 	# GStreamer's RTSP server: the RTSP client's interoperability tests
 	# (agent/internal/rtsp/testdata/gst_rtsp_server.py) run it.

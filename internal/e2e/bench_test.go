@@ -10,8 +10,6 @@ import (
 	"strconv"
 	"testing"
 	"time"
-
-	"github.com/xueliang/xl/internal/testenv"
 )
 
 // BenchmarkTransport measures the whole path with real processes: several
@@ -93,7 +91,7 @@ func runTransportBench(b *testing.B, broker string, mode benchMode) {
 		resp.Body.Close()
 		return resp.StatusCode == 200
 	})
-	_ = testenv.RepoRoot(b)
+	grantAPI(b, bin, c.env, centralCfg, c.base)
 
 	startAt := time.Now()
 	var agents []*agentRun
@@ -122,7 +120,7 @@ func runTransportBench(b *testing.B, broker string, mode benchMode) {
 		recs = recs[:0]
 		before := ""
 		for {
-			resp, err := http.Get(c.base + "/api/v1/alerts?type=selftest&limit=1000" + before)
+			resp, err := apiGet(c.base + "/api/v1/alerts?type=selftest&limit=1000" + before)
 			if err != nil {
 				return false
 			}

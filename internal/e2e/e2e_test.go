@@ -114,7 +114,7 @@ type alertView struct {
 }
 
 func listAlerts(base, typ string) ([]alertView, error) {
-	resp, err := http.Get(base + "/api/v1/alerts?camera_id=cam-e2e&type=" + typ)
+	resp, err := apiGet(base + "/api/v1/alerts?camera_id=cam-e2e&type=" + typ)
 	if err != nil {
 		return nil, err
 	}
@@ -175,10 +175,12 @@ func TestWalkingSkeleton(t *testing.T) {
 	camsimArgs := []string{filepath.Join(bin, "xl-camsim"), "--listen", fmt.Sprintf("127.0.0.1:%d", rtsp),
 		"--camera", "cam-e2e=" + video, "--cache-dir", filepath.Join(work, "cache"), "--log-format", "text"}
 	camsim := start(t, "xl-camsim", nil, camsimArgs...)
-	central := start(t, "xl-central", []string{
+	centralEnv := []string{
 		fmt.Sprintf("XL_BROKER_LISTEN=127.0.0.1:%d", broker), fmt.Sprintf("XL_HTTP_ADDR=127.0.0.1:%d", httpPort),
 		"XL_STORE_PATH=" + filepath.Join(work, "central.db"), "XL_LOG_FORMAT=text",
-	}, filepath.Join(bin, "xl-central"), "serve", "--config", filepath.Join(testenv.RepoRoot(t), "configs", "central.yaml"))
+	}
+	centralCfg := filepath.Join(testenv.RepoRoot(t), "configs", "central.yaml")
+	central := start(t, "xl-central", centralEnv, filepath.Join(bin, "xl-central"), "serve", "--config", centralCfg)
 	base := fmt.Sprintf("http://127.0.0.1:%d", httpPort)
 	waitFor(t, central, 30*time.Second, "central ready", func() bool {
 		resp, err := http.Get(base + "/readyz")
@@ -188,6 +190,7 @@ func TestWalkingSkeleton(t *testing.T) {
 		resp.Body.Close()
 		return resp.StatusCode == 200
 	})
+	grantAPI(t, bin, centralEnv, centralCfg, base)
 
 	cfgPath := filepath.Join(work, "agent.yaml")
 	if err := os.WriteFile(cfgPath, []byte(fmt.Sprintf(agentConfig, broker, agentPort, filepath.Join(work, "outbox.db"), rtsp, rtsp)), 0o600); err != nil {
@@ -235,7 +238,7 @@ func TestWalkingSkeleton(t *testing.T) {
 	}
 
 	// The snapshot is the JPEG the agent hashed into the alert.
-	resp, err := http.Get(base + startA.SnapshotURL)
+	resp, err := apiGet(base + startA.SnapshotURL)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -294,7 +297,7 @@ func TestWalkingSkeleton(t *testing.T) {
 	}
 
 	// The agent is listed online, and its metrics show analysed frames.
-	resp, err = http.Get(base + "/api/v1/agents")
+	resp, err = apiGet(base + "/api/v1/agents")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -318,7 +321,7 @@ func TestWalkingSkeleton(t *testing.T) {
 	snapID, _ := reply["cmd_id"].(string)
 	var snapResp *http.Response
 	waitFor(t, agent, 10*time.Second, "requested snapshot stored", func() bool {
-		snapResp, err = http.Get(base + "/api/v1/alerts/" + snapID + "/snapshot.jpg")
+		snapResp, err = apiGet(base + "/api/v1/alerts/" + snapID + "/snapshot.jpg")
 		if err != nil {
 			return false
 		}
@@ -376,7 +379,7 @@ func TestWalkingSkeleton(t *testing.T) {
 // command posts a command to central's API and decodes the answer.
 func command(t testing.TB, base, agent, body, query string) (int, map[string]any) {
 	t.Helper()
-	resp, err := http.Post(base+"/api/v1/agents/"+agent+"/commands"+query, "application/json", strings.NewReader(body))
+	resp, err := apiPost(base+"/api/v1/agents/"+agent+"/commands"+query, "application/json", strings.NewReader(body))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -48,7 +48,7 @@ func (r *replica) kill(t *testing.T) {
 }
 
 func getJSON(url string, v any) error {
-	resp, err := http.Get(url)
+	resp, err := apiGet(url)
 	if err != nil {
 		return err
 	}
@@ -98,6 +98,7 @@ func TestReplicasKillOneDuringBurst(t *testing.T) {
 		r.start(t, bin)
 	}
 	a, b := reps[0], reps[1]
+	grantAPI(t, bin, a.env, cfgPath, a.base, b.base)
 
 	o := mqtt.NewClientOptions().AddBroker(m.url).SetClientID("hm-lixin-01").SetUsername("hm-lixin-01").
 		SetPassword("xueliang-demo-2026").SetCleanSession(false).SetAutoReconnect(true)

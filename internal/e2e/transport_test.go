@@ -71,6 +71,9 @@ func (c *centralProc) start() {
 		resp.Body.Close()
 		return resp.StatusCode == 200
 	})
+	if c.restart == 1 {
+		grantAPI(c.t, c.bin, c.env, filepath.Join(testenv.RepoRoot(c.t), "configs", "central.yaml"), c.base)
+	}
 }
 
 func (c *centralProc) kill(sig syscall.Signal) {
@@ -96,7 +99,7 @@ func (c *centralProc) selftestAlerts() ([]stored, error) {
 	var all []stored
 	before := ""
 	for {
-		resp, err := http.Get(c.base + "/api/v1/alerts?type=selftest&limit=1000" + before)
+		resp, err := apiGet(c.base + "/api/v1/alerts?type=selftest&limit=1000" + before)
 		if err != nil {
 			return nil, err
 		}
@@ -316,7 +319,7 @@ func TestAgentKill9(t *testing.T) {
 	// A connected agent killed outright: the broker publishes its last
 	// will, and central shows it offline.
 	agentState := func() string {
-		resp, err := http.Get(c.base + "/api/v1/agents")
+		resp, err := apiGet(c.base + "/api/v1/agents")
 		if err != nil {
 			return ""
 		}

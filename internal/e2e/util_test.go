@@ -18,3 +18,15 @@ func execCombinedEnv(env []string, name string, args ...string) ([]byte, error) 
 	cmd.Env = append(os.Environ(), env...)
 	return cmd.CombinedOutput()
 }
+
+// execCombinedEnvStdout runs a command with env added to this process's
+// and returns its standard output (standard error on failure).
+func execCombinedEnvStdout(env []string, name string, args ...string) ([]byte, error) {
+	cmd := exec.Command(name, args...)
+	cmd.Env = append(os.Environ(), env...)
+	out, err := cmd.Output()
+	if ee, ok := err.(*exec.ExitError); ok {
+		return ee.Stderr, err
+	}
+	return out, err
+}

@@ -153,3 +153,24 @@ func RunWithTempDir(m *testing.M, prefix string, dir *string) int {
 	_ = os.RemoveAll(d)
 	return code
 }
+
+// Chromium returns Debian's chromium for the console's browser tests
+// ($XL_TEST_CHROMIUM, /usr/bin/chromium). `make deps` installs it; a
+// machine without it skips those tests, except in CI (CI=true), where that
+// is a failure.
+func Chromium(t testing.TB) string {
+	t.Helper()
+	for _, c := range []string{os.Getenv("XL_TEST_CHROMIUM"), "/usr/bin/chromium", "/usr/bin/chromium-browser"} {
+		if c == "" {
+			continue
+		}
+		if _, err := os.Stat(c); err == nil {
+			return c
+		}
+	}
+	if os.Getenv("CI") != "" {
+		t.Fatal("testenv: chromium not found in CI (deploy/scripts/deps.sh installs it)")
+	}
+	t.Skip("testenv: chromium not found; `make deps` installs it (or set XL_TEST_CHROMIUM)")
+	return ""
+}

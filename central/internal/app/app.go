@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"strings"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -15,6 +16,7 @@ import (
 	"github.com/xueliang/xl/central/internal/broker"
 	"github.com/xueliang/xl/central/internal/dispatch"
 	"github.com/xueliang/xl/central/internal/egress"
+	"github.com/xueliang/xl/central/internal/events"
 	"github.com/xueliang/xl/central/internal/intake"
 	"github.com/xueliang/xl/central/internal/order"
 	"github.com/xueliang/xl/central/internal/routing"
@@ -36,6 +38,7 @@ type Central struct {
 	intake *intake.Intake
 	disp   *dispatch.Dispatcher
 	egress *egress.Sender
+	hub    *events.Hub
 	http   *opshttp.Server
 	parts  lifecycle.Group
 
@@ -92,7 +95,8 @@ func New(ctx context.Context, cfg *Config, log *slog.Logger) (_ *Central, err er
 	c.egress = egress.New(c.store, c.intake, egress.Options{
 		MaxAttempts: cfg.Egress.MaxAttempts, MinBackoff: cfg.Egress.MinBackoff, MaxBackoff: cfg.Egress.MaxBackoff,
 		Timeout: cfg.Egress.Timeout, WebhookSecret: cfg.Egress.WebhookSecret, Reg: c.Reg, Log: log})
-	c.disp = dispatch.New(c.store, router, dispatch.Options{Window: cfg.Incidents.Window, Reg: c.Reg, Log: log,
+	c.hub = events.New(c.Reg)
+	c.disp = dispatch.New(liveStore{Store: c.store, hub: c.hub}, router, dispatch.Options{Window: cfg.Incidents.Window, Reg: c.Reg, Log: log,
 		PublicURL: cfg.HTTP.PublicURL, OnEgress: c.egress.Notify})
 	// The SLA and auto-dispatch timers.
 	c.parts.Add(c.disp)
@@ -110,7 +114,10 @@ func New(ctx context.Context, cfg *Config, log *slog.Logger) (_ *Central, err er
 	}
 	// Stored alerts wait in the store until the dispatcher has put them into
 	// incidents; intake only tells it that there are new ones.
-	c.intake.OnStored(func(context.Context, []*wire.Alert) { c.disp.NotifyStored() })
+	c.intake.OnStored(func(_ context.Context, alerts []*wire.Alert) {
+		c.disp.NotifyStored()
+		publishAlerts(c.hub, alerts)
+	})
 	c.parts.Add(c.intake)
 	c.parts.Add(c.egress) // after intake: it publishes through its connection
 	c.http, err = opshttp.New(cfg.HTTP.Addr, c.Reg, log.With("component", "http"))
@@ -122,8 +129,12 @@ func New(ctx context.Context, cfg *Config, log *slog.Logger) (_ *Central, err er
 	}
 	c.http.AddCheck("store", c.store.Ping)
 	c.http.AddCheck("mqtt", c.intake.Ready)
-	web.New(c.store, c.intake, log).WithDispatch(c.store, c.disp).WithEgress(c.store, c.egress.Notify).Register(c.http.Mux)
+	secure := strings.HasPrefix(cfg.HTTP.PublicURL, "https://")
+	web.New(c.store, c.intake, log).WithDispatch(c.store, c.disp).WithEgress(c.store, c.egress.Notify).
+		WithAuth(c.store, web.AuthOptions{SecureCookies: secure}).WithEvents(c.hub).WithPhotos(c.store).
+		WithPlaces(places(&cfg.Routing)).Register(c.http.Mux)
 	c.parts.Add(c.http)
+	c.parts.Add(c.hub) // closed first: live streams end before the HTTP server shuts down
 	return c, nil
 }
 

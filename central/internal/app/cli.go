@@ -50,7 +50,7 @@ func Command() *cobra.Command {
 			return nil
 		},
 	}
-	root.AddCommand(serve, passwd, auditCommand(), routeCommand(),
+	root.AddCommand(serve, passwd, userCommand(), auditCommand(), routeCommand(),
 		cli.CheckConfigCommand(defaultConfigPath, func(p string) error { _, err := LoadConfig(p); return err }),
 		cli.VersionCommand("xl-central"))
 	return root

@@ -18,7 +18,7 @@ import (
 )
 
 // shippedWithStore is configs/central.yaml with the store in dir.
-func shippedWithStore(t *testing.T, dir string) (cfgPath, dbPath string) {
+func shippedWithStore(t testing.TB, dir string) (cfgPath, dbPath string) {
 	t.Helper()
 	body, err := os.ReadFile(filepath.Join("..", "..", "..", "configs", "central.yaml"))
 	if err != nil {

@@ -15,6 +15,7 @@ import (
 	mqtt "github.com/eclipse/paho.mqtt.golang"
 
 	"github.com/xueliang/xl/central/internal/broker"
+	"github.com/xueliang/xl/central/internal/store"
 	"github.com/xueliang/xl/internal/pgtest"
 	"github.com/xueliang/xl/internal/testenv"
 	"github.com/xueliang/xl/internal/wire"
@@ -123,6 +124,7 @@ func testOrdersReachAgencies(t *testing.T, driver string) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	token := apiToken(t, c, store.RoleOfficer)
 	done := make(chan error, 1)
 	go func() { done <- c.Run(ctx) }()
 	defer func() {
@@ -182,7 +184,9 @@ func testOrdersReachAgencies(t *testing.T, driver string) {
 		}
 	}
 	orderState := func(id string) (string, int) {
-		resp, err := http.Get(fmt.Sprintf("http://%s/api/v1/orders/%s", cfg.HTTP.Addr, id))
+		req, _ := http.NewRequest("GET", fmt.Sprintf("http://%s/api/v1/orders/%s", cfg.HTTP.Addr, id), nil)
+		req.Header.Set("Authorization", "Bearer "+token)
+		resp, err := http.DefaultClient.Do(req)
 		if err != nil {
 			t.Fatal(err)
 		}

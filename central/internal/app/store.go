@@ -23,6 +23,9 @@ type Store interface {
 	web.Reader
 	web.Incidents
 	web.Egress
+	web.Users
+	web.Photos
+	SetPassword(ctx context.Context, username, hash string) error
 	Ping(ctx context.Context) error
 	Close() error
 	MarkAllOffline(ctx context.Context) error

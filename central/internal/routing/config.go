@@ -75,6 +75,17 @@ type CameraConfig struct {
 	ID    string       `mapstructure:"id"`
 	Grid  string       `mapstructure:"grid"`
 	Zones []ZoneConfig `mapstructure:"zones"`
+	// NameZH, NameEN and Geo place the camera on the console's site map.
+	// Optional.
+	NameZH string     `mapstructure:"name_zh"`
+	NameEN string     `mapstructure:"name_en"`
+	Geo    *GeoConfig `mapstructure:"geo"`
+}
+
+// GeoConfig is a WGS-84 position.
+type GeoConfig struct {
+	Lat float64 `mapstructure:"lat"`
+	Lon float64 `mapstructure:"lon"`
 }
 
 // ZoneConfig is the tags of one of a camera's zones, by the zone name
@@ -213,6 +224,9 @@ func (c *Config) Validate() []config.FieldError {
 			p.Add(key+".id", "duplicate id %q (also cameras[%d])", cam.ID, j)
 		default:
 			cameras[cam.ID] = i
+		}
+		if g := cam.Geo; g != nil && (g.Lat < -90 || g.Lat > 90 || g.Lon < -180 || g.Lon > 180 || g.Lat == 0 && g.Lon == 0) {
+			p.Add(key+".geo", "lat must be within ±90 and lon within ±180 (WGS-84)")
 		}
 		if cam.Grid == "" {
 			p.Add(key+".grid", "required")

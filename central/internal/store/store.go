@@ -190,3 +190,63 @@ type EgressFilter struct {
 	OrderID string
 	Limit   int
 }
+
+// User roles.
+const (
+	RoleOfficer = "officer" // duty officer: alerts, incidents, dispatch
+	RoleAgency  = "agency"  // field unit of one agency: its own orders
+	RoleOps     = "ops"     // operations: fleet, deliveries, agent commands
+	RoleAdmin   = "admin"   // everything, and users
+)
+
+// ValidRole reports whether r is one of the roles.
+func ValidRole(r string) bool {
+	switch r {
+	case RoleOfficer, RoleAgency, RoleOps, RoleAdmin:
+		return true
+	}
+	return false
+}
+
+// User is a person (or system) who signs in to the console or the API.
+type User struct {
+	Username     string    `json:"username"`
+	Role         string    `json:"role"`
+	AgencyID     string    `json:"agency_id,omitempty"` // the agency of a RoleAgency user
+	DisplayName  string    `json:"display_name,omitempty"`
+	PasswordHash string    `json:"-"` // bcrypt; empty: no password login
+	CreatedAt    time.Time `json:"created_at"`
+	Disabled     bool      `json:"disabled,omitempty"`
+}
+
+// Session is a signed-in browser. Only the SHA-256 of its cookie value is
+// stored, so a copy of the database signs nobody in.
+type Session struct {
+	IDHash    string
+	Username  string
+	CSRF      string // the token state-changing requests must echo
+	CreatedAt time.Time
+	ExpiresAt time.Time
+}
+
+// APIToken is a bearer token for systems; only its SHA-256 is stored.
+type APIToken struct {
+	ID        string    `json:"id"`
+	Name      string    `json:"name"`
+	Username  string    `json:"username"` // acts as this user
+	Hash      string    `json:"-"`
+	CreatedAt time.Time `json:"created_at"`
+}
+
+// OrderPhoto is a photo a field unit attached to an order.
+type OrderPhoto struct {
+	ID          int64     `json:"id"`
+	OrderID     string    `json:"order_id"`
+	ContentType string    `json:"content_type"`
+	SHA256      string    `json:"sha256"`
+	Size        int       `json:"size"`
+	UploadedBy  string    `json:"uploaded_by"`
+	Note        string    `json:"note,omitempty"`
+	CreatedAt   time.Time `json:"created_at"`
+	Data        []byte    `json:"-"`
+}

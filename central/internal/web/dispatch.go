@@ -37,12 +37,18 @@ func (a *API) registerDispatch(mux *http.ServeMux) {
 	if a.inc == nil {
 		return
 	}
-	mux.HandleFunc("GET /api/v1/incidents", a.listIncidents)
-	mux.HandleFunc("GET /api/v1/incidents/{id}", a.getIncident)
-	mux.HandleFunc("GET /api/v1/orders", a.listOrders)
-	mux.HandleFunc("GET /api/v1/orders/{id}", a.getOrder)
+	a.handle(mux, "GET /api/v1/incidents", staffRoles, a.listIncidents)
+	a.handle(mux, "GET /api/v1/incidents/{id}", staffRoles, a.getIncident)
+	a.handle(mux, "GET /api/v1/orders", anyRole, a.listOrders)
+	a.handle(mux, "GET /api/v1/orders/{id}", anyRole, a.getOrder)
+	a.handle(mux, "GET /api/v1/orders/{id}/snapshot.jpg", anyRole, a.orderSnapshot)
 	if a.tr != nil {
-		mux.HandleFunc("POST /api/v1/orders/{id}/transitions", a.transition)
+		a.handle(mux, "POST /api/v1/orders/{id}/transitions", []string{store.RoleOfficer, store.RoleAgency, store.RoleAdmin}, a.transition)
+	}
+	if a.photos != nil {
+		a.handle(mux, "GET /api/v1/orders/{id}/photos", anyRole, a.listPhotos)
+		a.handle(mux, "POST /api/v1/orders/{id}/photos", []string{store.RoleOfficer, store.RoleAgency, store.RoleAdmin}, a.addPhoto)
+		a.handle(mux, "GET /api/v1/orders/{id}/photos/{photo_id}", anyRole, a.getPhoto)
 	}
 }
 
@@ -54,6 +60,9 @@ type OrderView struct {
 	NextTimerAt    any            `json:"next_timer_at,omitempty"`
 	Allowed        []order.Action `json:"allowed"`
 }
+
+// ViewOrder is an order as the API (and its live events) show it.
+func ViewOrder(r store.OrderRecord) OrderView { return orderView(r) }
 
 func orderView(r store.OrderRecord) OrderView {
 	v := OrderView{Order: r.Order, SLAProfile: r.SLAProfile, Allowed: order.Allowed(r.Order.State)}
@@ -136,7 +145,11 @@ func (a *API) listOrders(w http.ResponseWriter, r *http.Request) {
 	if !ok {
 		return
 	}
-	list, err := a.inc.ListOrders(r.Context(), r.URL.Query().Get("agency_id"), limit)
+	agency := r.URL.Query().Get("agency_id")
+	if p, ok := principalOf(r); ok && p.User.Role == store.RoleAgency {
+		agency = p.User.AgencyID // an agency sees only its own orders
+	}
+	list, err := a.inc.ListOrders(r.Context(), agency, limit)
 	if err != nil {
 		a.storeError(w, "list orders", err)
 		return
@@ -160,7 +173,33 @@ type TransitionRequest struct {
 	CommandID       string       `json:"command_id"`
 	Note            string       `json:"note"`
 	Reason          string       `json:"reason"`
-	Actor           string       `json:"actor"` // until authentication names the caller
+	// Actor is the person acting, when a system's token acts for one; the
+	// audit records the authenticated user (and this name after a slash).
+	Actor string `json:"actor"`
+}
+
+// fieldActions are what an agency's users may do to its orders.
+var fieldActions = map[order.Action]bool{order.ActionAccept: true, order.ActionReject: true, order.ActionDepart: true,
+	order.ActionArrive: true, order.ActionResolve: true}
+
+// visibleOrder loads an order the caller may see: an agency user gets
+// 404 for another agency's order, as if it did not exist.
+func (a *API) visibleOrder(w http.ResponseWriter, r *http.Request) (store.OrderRecord, bool) {
+	rec, err := a.inc.GetOrder(r.Context(), r.PathValue("id"))
+	if err == nil {
+		if p, ok := principalOf(r); ok && p.User.Role == store.RoleAgency && rec.Order.AgencyID != p.User.AgencyID {
+			err = store.ErrNotFound
+		}
+	}
+	if errors.Is(err, store.ErrNotFound) {
+		writeError(w, http.StatusNotFound, "not_found", "no order "+r.PathValue("id"))
+		return rec, false
+	}
+	if err != nil {
+		a.storeError(w, "order", err)
+		return rec, false
+	}
+	return rec, true
 }
 
 func (a *API) transition(w http.ResponseWriter, r *http.Request) {
@@ -171,9 +210,23 @@ func (a *API) transition(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusBadRequest, "bad_request", "body must be {action, expected_version, command_id, note, reason, actor}: "+err.Error())
 		return
 	}
+	actor := body.Actor
+	if p, ok := principalOf(r); ok {
+		if p.User.Role == store.RoleAgency && !fieldActions[body.Action] {
+			writeError(w, http.StatusForbidden, "forbidden", "a field unit may accept, reject, depart, arrive and resolve only")
+			return
+		}
+		actor = p.Actor()
+		if body.Actor != "" && body.Actor != p.User.Username {
+			actor += "/" + body.Actor
+		}
+	}
+	if _, ok := a.visibleOrder(w, r); !ok {
+		return
+	}
 	rec, err := a.tr.Transition(r.Context(), r.PathValue("id"), order.Command{
 		ID: body.CommandID, Action: body.Action, ExpectedVersion: body.ExpectedVersion,
-		Actor: body.Actor, Note: body.Note, Reason: body.Reason,
+		Actor: actor, Note: body.Note, Reason: body.Reason,
 	})
 	switch {
 	case err == nil:

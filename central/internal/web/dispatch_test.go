@@ -50,16 +50,17 @@ func dispatchServer(t *testing.T) (*httptest.Server, string) {
 		t.Fatal(err)
 	}
 	mux := http.NewServeMux()
-	New(st, nil, slog.New(slog.DiscardHandler)).WithDispatch(st, d).Register(mux)
+	New(st, nil, slog.New(slog.DiscardHandler)).WithDispatch(st, d).WithAuth(st, AuthOptions{}).Register(mux)
 	srv := httptest.NewServer(mux)
 	t.Cleanup(srv.Close)
+	adminFor(t, st, srv.URL)
 	return srv, res.IncidentID
 }
 
 func post(t *testing.T, url string, body any, v any) int {
 	t.Helper()
 	b, _ := json.Marshal(body)
-	resp, err := http.Post(url, "application/json", bytes.NewReader(b))
+	resp, err := client.Post(url, "application/json", bytes.NewReader(b))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -28,8 +28,8 @@ func (a *API) registerEgress(mux *http.ServeMux) {
 	if a.eg == nil {
 		return
 	}
-	mux.HandleFunc("GET /api/v1/egress", a.listEgress)
-	mux.HandleFunc("POST /api/v1/egress/{id}/retry", a.retryEgress)
+	a.handle(mux, "GET /api/v1/egress", staffRoles, a.listEgress)
+	a.handle(mux, "POST /api/v1/egress/{id}/retry", opsRoles, a.retryEgress)
 }
 
 func (a *API) listEgress(w http.ResponseWriter, r *http.Request) {
@@ -80,13 +80,26 @@ func (a *API) retryEgress(w http.ResponseWriter, r *http.Request) {
 // getOrder shows one order and, when the delivery routes are on, what was
 // sent to its agency.
 func (a *API) getOrder(w http.ResponseWriter, r *http.Request) {
-	rec, err := a.inc.GetOrder(r.Context(), r.PathValue("id"))
-	if err != nil {
-		a.storeError(w, "order", err)
+	rec, ok := a.visibleOrder(w, r)
+	if !ok {
 		return
 	}
 	out := map[string]any{"order": orderView(rec)}
-	if a.eg != nil {
+	// The incident's place and time, for a field unit that cannot list
+	// incidents, and the first alert's snapshot.
+	if inc, err := a.inc.GetIncident(r.Context(), rec.Order.IncidentID); err == nil {
+		out["incident"] = inc
+		if alerts, err := a.inc.IncidentAlerts(r.Context(), inc.ID, 1); err == nil && len(alerts) > 0 {
+			first, err := a.r.GetAlert(r.Context(), alerts[0].Alert.AlertID) // with its evidence
+			if err != nil {
+				first = alerts[0]
+			}
+			v := view(first)
+			out["first_alert"] = map[string]any{"alert_id": v.AlertID, "site": v.Site, "geo": v.Geo, "detected_at": v.DetectedAt,
+				"snapshot_url": orderSnapshotURL(rec.Order.ID, v.SnapshotURL)}
+		}
+	}
+	if p, ok := principalOf(r); a.eg != nil && (!ok || p.User.Role != store.RoleAgency) {
 		list, err := a.eg.ListEgress(r.Context(), store.EgressFilter{OrderID: rec.Order.ID, Limit: 100})
 		if err != nil {
 			a.storeError(w, "egress", err)

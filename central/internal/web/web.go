@@ -47,6 +47,16 @@ type API struct {
 
 	eg       Egress // nil: no delivery routes
 	egNotify func()
+
+	users   Users // nil: no authentication (tests of single routes only)
+	authOpt AuthOptions
+	limiter *limiter
+	routes  []string
+
+	hub    Hub            // nil: no live updates
+	photos Photos         // nil: no order photos
+	places Places         // cameras and agencies of the routing configuration
+	agency map[string]int // agency IDs known to the routing, for validation
 }
 
 // New returns the API over r; cmd may be nil (no command route).
@@ -54,18 +64,32 @@ func New(r Reader, cmd Commander, log *slog.Logger) *API {
 	return &API{r: r, cmd: cmd, log: log.With("component", "web")}
 }
 
-// Register adds the routes to mux.
+// Register adds the routes to mux. The role matrix is in README.md.
 func (a *API) Register(mux *http.ServeMux) {
-	mux.HandleFunc("GET /api/v1/alerts", a.listAlerts)
-	mux.HandleFunc("GET /api/v1/alerts/{alert_id}", a.getAlert)
-	mux.HandleFunc("GET /api/v1/alerts/{alert_id}/snapshot.jpg", a.evidence(wire.EvidenceSnapshot, "image/jpeg"))
-	mux.HandleFunc("GET /api/v1/alerts/{alert_id}/clip.mp4", a.evidence(wire.EvidenceClip, "video/mp4"))
-	mux.HandleFunc("GET /api/v1/agents", a.listAgents)
-	if a.cmd != nil {
-		mux.HandleFunc("POST /api/v1/agents/{agent_id}/commands", a.command)
+	if a.users != nil {
+		a.handle(mux, "POST /api/v1/session", nil, a.login)
+		a.handle(mux, "GET /api/v1/session", anyRole, a.getSession)
+		a.handle(mux, "DELETE /api/v1/session", anyRole, a.logout)
+		a.handle(mux, "GET /api/v1/users", adminOnly, a.listUsers)
+		a.handle(mux, "POST /api/v1/users", adminOnly, a.createUser)
+		a.handle(mux, "POST /api/v1/users/{username}/tokens", adminOnly, a.createToken)
 	}
+	a.handle(mux, "GET /api/v1/alerts", staffRoles, a.listAlerts)
+	a.handle(mux, "GET /api/v1/alerts/{alert_id}", staffRoles, a.getAlert)
+	a.handle(mux, "GET /api/v1/alerts/{alert_id}/snapshot.jpg", staffRoles, a.evidence(wire.EvidenceSnapshot, "image/jpeg"))
+	a.handle(mux, "GET /api/v1/alerts/{alert_id}/clip.mp4", staffRoles, a.evidence(wire.EvidenceClip, "video/mp4"))
+	a.handle(mux, "GET /api/v1/agents", staffRoles, a.listAgents)
+	if a.cmd != nil {
+		a.handle(mux, "POST /api/v1/agents/{agent_id}/commands", opsRoles, a.command)
+	}
+	a.handle(mux, "GET /api/v1/cameras", staffRoles, a.listCameras)
+	a.handle(mux, "GET /api/v1/agencies", anyRole, a.listAgencies)
 	a.registerDispatch(mux)
 	a.registerEgress(mux)
+	if a.hub != nil {
+		a.handle(mux, "GET /api/v1/events", anyRole, a.events)
+	}
+	a.handle(mux, "GET /api/v1/openapi.json", nil, serveOpenAPI)
 	mux.HandleFunc("/api/", func(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusNotFound, "not_found", "no such API route: "+r.Method+" "+r.URL.Path)
 	})
@@ -76,6 +100,18 @@ func (a *API) Register(mux *http.ServeMux) {
 			w.Header().Set("Allow", "GET, HEAD")
 			http.Error(w, "method not allowed", http.StatusMethodNotAllowed)
 			return
+		}
+		h := w.Header()
+		h.Set("Content-Security-Policy", "default-src 'self'; img-src 'self' blob: data:; media-src 'self'; script-src 'self'; style-src 'self'; frame-ancestors 'none'; base-uri 'none'; form-action 'self'")
+		h.Set("X-Content-Type-Options", "nosniff")
+		h.Set("Referrer-Policy", "same-origin")
+		h.Set("Cache-Control", "no-cache")
+		if r.URL.Path == "/field" { // the field-unit page is the same app
+			r2 := *r
+			u := *r.URL
+			u.Path = "/"
+			r2.URL = &u
+			r = &r2
 		}
 		files.ServeHTTP(w, r)
 	})

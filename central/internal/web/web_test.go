@@ -25,15 +25,16 @@ func server(t *testing.T) (*httptest.Server, *sqlite.Store) {
 	}
 	t.Cleanup(func() { st.Close() })
 	mux := http.NewServeMux()
-	New(st, nil, slog.New(slog.DiscardHandler)).Register(mux)
+	New(st, nil, slog.New(slog.DiscardHandler)).WithAuth(st, AuthOptions{}).Register(mux)
 	srv := httptest.NewServer(mux)
 	t.Cleanup(srv.Close)
+	adminFor(t, st, srv.URL)
 	return srv, st
 }
 
 func get(t *testing.T, url string, v any) *http.Response {
 	t.Helper()
-	resp, err := http.Get(url)
+	resp, err := client.Get(url)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -100,7 +101,7 @@ func TestAlertsAPI(t *testing.T) {
 	if r := get(t, srv.URL+"/api/v1/alerts/"+ids[1], &one); r.StatusCode != 200 || one.CameraID != "c2" || one.Site != "立新闸" {
 		t.Fatalf("one: %d %+v", r.StatusCode, one)
 	}
-	resp, err := http.Get(srv.URL + "/api/v1/alerts/" + ids[0] + "/snapshot.jpg")
+	resp, err := client.Get(srv.URL + "/api/v1/alerts/" + ids[0] + "/snapshot.jpg")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -154,7 +155,7 @@ func TestCleanSnapshotURL(t *testing.T) {
 	if one.CleanSnapshotURL != "/api/v1/alerts/"+cleanID+"/snapshot.jpg" || one.Evidence.CleanSnapshotID != cleanID {
 		t.Fatalf("view: %+v", one)
 	}
-	resp, err := http.Get(srv.URL + one.CleanSnapshotURL)
+	resp, err := client.Get(srv.URL + one.CleanSnapshotURL)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -167,16 +168,21 @@ func TestCleanSnapshotURL(t *testing.T) {
 
 func TestConsoleIsServedInChinese(t *testing.T) {
 	srv, _ := server(t)
-	resp, err := http.Get(srv.URL + "/")
+	resp, err := client.Get(srv.URL + "/")
 	if err != nil {
 		t.Fatal(err)
 	}
 	body, _ := io.ReadAll(resp.Body)
 	resp.Body.Close()
-	if resp.StatusCode != 200 || !strings.Contains(string(body), `lang="zh-CN"`) || !strings.Contains(string(body), "告警") {
+	if resp.StatusCode != 200 || !strings.Contains(string(body), `lang="zh-CN"`) || !strings.Contains(string(body), `src="/i18n.js"`) ||
+		!strings.Contains(resp.Header.Get("Content-Security-Policy"), "default-src 'self'") {
 		t.Fatalf("console: %d %.200s", resp.StatusCode, body)
 	}
-	resp, _ = http.Post(srv.URL+"/", "text/plain", nil)
+	cat, _ := consoleFS.ReadFile("console/i18n.js")
+	if !strings.Contains(string(cat), `"zh-CN": {`) || !strings.Contains(string(cat), `"wall.alerts": "最新告警"`) {
+		t.Fatal("i18n.js: no zh-CN catalogue")
+	}
+	resp, _ = client.Post(srv.URL+"/", "text/plain", nil)
 	if resp.StatusCode != http.StatusMethodNotAllowed {
 		t.Fatalf("POST / gave %d", resp.StatusCode)
 	}

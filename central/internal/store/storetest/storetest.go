@@ -31,6 +31,7 @@ type Central interface {
 	web.Incidents
 	web.Egress
 	egress.Store
+	Users
 
 	Ping(ctx context.Context) error
 	Close() error
@@ -80,6 +81,7 @@ func Run(t *testing.T, open func(t *testing.T) Store) {
 		{"DispatchQueue", testDispatchQueue},
 		{"ReplicasDispatchEachAlertOnce", testReplicasDispatch},
 		{"EgressInOrderPerTarget", testEgress},
+		{"UsersSessionsTokensPhotos", testUsers},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
