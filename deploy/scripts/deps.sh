@@ -16,7 +16,7 @@ cd "$(dirname "$0")/../.."
 PACKAGES=(
 	libopencv-dev opencv-data
 	ffmpeg libavcodec-dev libavformat-dev libavutil-dev libswscale-dev
-	pkg-config mosquitto mosquitto-clients postgresql
+	pkg-config mosquitto mosquitto-clients postgresql prometheus
 	gcc g++ make git ca-certificates curl
 )
 # The test video ships with opencv-doc; only needed without the shared copy.

@@ -63,6 +63,7 @@ func New(ctx context.Context, cfg *Config, log *slog.Logger) (_ *Central, err er
 	if err != nil {
 		return nil, err
 	}
+	c.Reg.MustRegister(newStatsCollector(c.store, 2*time.Second, log.With("component", "metrics")))
 	brokerAddr := ""
 	if cfg.Broker.Enabled {
 		c.broker, err = broker.New(cfg.Broker, c.Reg, log)
