@@ -22,6 +22,7 @@ import (
 	"github.com/xueliang/xl/central/internal/web"
 	"github.com/xueliang/xl/internal/lifecycle"
 	"github.com/xueliang/xl/internal/opshttp"
+	"github.com/xueliang/xl/internal/sdnotify"
 	"github.com/xueliang/xl/internal/version"
 	"github.com/xueliang/xl/internal/wire"
 )
@@ -125,6 +126,8 @@ func New(ctx context.Context, cfg *Config, log *slog.Logger) (_ *Central, err er
 	c.http.AddCheck("mqtt", c.intake.Ready)
 	web.New(c.store, c.intake, log).WithDispatch(c.store, c.disp).WithEgress(c.store, c.egress.Notify).Register(c.http.Mux)
 	c.parts.Add(c.http)
+	// Under systemd: READY=1, and watchdog keep-alives while the store answers.
+	c.parts.Add(sdnotify.New(c.store.Ping, log))
 	return c, nil
 }
 
