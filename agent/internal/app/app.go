@@ -98,6 +98,12 @@ func New(cfg *Config, path string, log *slog.Logger) (_ *Agent, err error) {
 			return nil, err
 		}
 		a.cameras = append(a.cameras, cam)
+		// Every camera's counters start at zero, so that rules and
+		// dashboards see its series (and increase()) before the first event.
+		srcMetrics.FramesDropped.WithLabelValues(cc.ID)
+		srcMetrics.Reconnects.WithLabelValues(cc.ID)
+		srcMetrics.DecodeSeconds.WithLabelValues(cc.ID)
+		pipeMetrics.GatedSkips.WithLabelValues(cc.ID)
 		a.parts.Add(cam)
 	}
 	a.http, err = opshttp.New(cfg.HTTP.Addr, a.Reg, log.With("component", "http"))

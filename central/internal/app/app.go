@@ -50,6 +50,9 @@ func New(ctx context.Context, cfg *Config, log *slog.Logger) (_ *Central, err er
 	c.ackResults = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "xl_central_order_acks_total",
 		Help: "Agencies' actions on orders received over MQTT, by result."}, []string{"result"})
 	c.Reg.MustRegister(c.ackResults)
+	for _, r := range []string{"applied", "refused", "forbidden", "unknown_order"} {
+		c.ackResults.WithLabelValues(r)
+	}
 	c.Reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	buildInfo := prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "xl_central_build_info", Help: "Build version of xl-central."}, []string{"version"})
 	buildInfo.WithLabelValues(version.Version).Set(1)

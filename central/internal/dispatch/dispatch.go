@@ -99,7 +99,7 @@ func New(st Store, r *routing.Router, opt Options) *Dispatcher {
 		opt.Log = slog.New(slog.DiscardHandler)
 	}
 	f := promauto.With(opt.Reg)
-	return &Dispatcher{
+	d := &Dispatcher{
 		st: st, router: r, window: opt.Window, now: opt.Now, log: opt.Log.With("component", "dispatch"),
 		wake: make(chan struct{}, 1), stored: make(chan struct{}, 1), publicURL: opt.PublicURL, onEgress: opt.OnEgress,
 		m: &metrics{
@@ -118,6 +118,10 @@ func New(st Store, r *routing.Router, opt Options) *Dispatcher {
 				Buckets: prometheus.ExponentialBuckets(0.01, 2.5, 12)}),
 		},
 	}
+	for c := order.CardBlue; c <= order.CardRed; c++ { // series from zero, for rules
+		d.m.cards.WithLabelValues(c.String())
+	}
+	return d
 }
 
 // Result is what dispatching one alert did.
