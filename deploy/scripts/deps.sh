@@ -16,7 +16,7 @@ cd "$(dirname "$0")/../.."
 PACKAGES=(
 	libopencv-dev opencv-data
 	ffmpeg libavcodec-dev libavformat-dev libavutil-dev libswscale-dev
-	pkg-config mosquitto mosquitto-clients postgresql
+	pkg-config mosquitto mosquitto-clients postgresql prometheus
 	chromium fonts-noto-cjk
 	gcc g++ make git ca-certificates curl
 	# GStreamer's RTSP server: the RTSP client's interoperability tests

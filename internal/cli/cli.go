@@ -79,7 +79,11 @@ func WithConfig[C any](cmd *cobra.Command, defaultPath string, load func(string)
 		if err != nil {
 			return err
 		}
-		log, _ := logging.New(logCfg(cfg), os.Stderr)
+		lc := logCfg(cfg)
+		log, lv := logging.New(lc, os.Stderr)
+		// SIGUSR1: debug logs; SIGUSR2: back to the configured level.
+		configured, _ := logging.ParseLevel(lc.Level)
+		defer logging.FollowSignals(lv, configured, log)()
 		return run(cmd, cfg, log)
 	}
 	return cmd

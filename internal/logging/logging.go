@@ -5,7 +5,10 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"os"
+	"os/signal"
 	"strings"
+	"syscall"
 )
 
 // Config selects the format and level of the logs.
@@ -53,4 +56,35 @@ func New(c Config, w io.Writer) (*slog.Logger, *slog.LevelVar) {
 		h = slog.NewJSONHandler(w, opts)
 	}
 	return slog.New(h), lv
+}
+
+// FollowSignals changes lv at run time: SIGUSR1 sets debug, SIGUSR2
+// restores configured. Each change is logged at warn, so it shows whatever
+// the level. The signals are caught from the moment it returns; stop ends
+// that and waits for the goroutine that follows them.
+func FollowSignals(lv *slog.LevelVar, configured slog.Level, log *slog.Logger) (stop func()) {
+	ch := make(chan os.Signal, 1)
+	signal.Notify(ch, syscall.SIGUSR1, syscall.SIGUSR2)
+	quit, done := make(chan struct{}), make(chan struct{})
+	go func() {
+		defer close(done)
+		for {
+			select {
+			case <-quit:
+				return
+			case s := <-ch:
+				to := configured
+				if s == syscall.SIGUSR1 {
+					to = slog.LevelDebug
+				}
+				lv.Set(to)
+				log.Warn("log level changed", "component", "logging", "level", to.String(), "signal", s.String())
+			}
+		}
+	}()
+	return func() {
+		signal.Stop(ch)
+		close(quit)
+		<-done
+	}
 }

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"net"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strconv"
 	"sync"
@@ -172,5 +173,22 @@ func Chromium(t testing.TB) string {
 		t.Fatal("testenv: chromium not found in CI (deploy/scripts/deps.sh installs it)")
 	}
 	t.Skip("testenv: chromium not found; `make deps` installs it (or set XL_TEST_CHROMIUM)")
+	return ""
+}
+
+// Tool returns the path of a command a test needs from a Debian package
+// (e.g. promtool and prometheus from `prometheus`). `make deps` installs
+// it, so in CI (CI=true) a missing tool is a failure; elsewhere the test is
+// skipped with a message.
+func Tool(t testing.TB, name, debianPackage string) string {
+	t.Helper()
+	p, err := exec.LookPath(name)
+	if err == nil {
+		return p
+	}
+	if os.Getenv("CI") != "" {
+		t.Fatalf("testenv: %s not found in CI (Debian package %s; run `make deps`)", name, debianPackage)
+	}
+	t.Skipf("testenv: %s not found; install the Debian package %s (`make deps`) to run this test", name, debianPackage)
 	return ""
 }

@@ -22,6 +22,7 @@ import (
 	"github.com/xueliang/xl/agent/internal/track"
 	"github.com/xueliang/xl/internal/lifecycle"
 	"github.com/xueliang/xl/internal/opshttp"
+	"github.com/xueliang/xl/internal/sdnotify"
 	"github.com/xueliang/xl/internal/version"
 	"github.com/xueliang/xl/internal/wire"
 )
@@ -48,6 +49,10 @@ type Agent struct {
 func New(cfg *Config, path string, log *slog.Logger) (_ *Agent, err error) {
 	a := &Agent{cfg: cfg, path: path, log: log, Reg: prometheus.NewRegistry()}
 	a.Reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	buildInfo := prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "xl_agent_build_info",
+		Help: "Build version of xl-agent and the agent's ID (join on instance to name a scrape target)."}, []string{"version", "agent_id"})
+	buildInfo.WithLabelValues(version.Version, cfg.Agent.ID).Set(1)
+	a.Reg.MustRegister(buildInfo)
 	defer func() {
 		if err != nil {
 			a.parts.Close()
@@ -103,6 +108,12 @@ func New(cfg *Config, path string, log *slog.Logger) (_ *Agent, err error) {
 			return nil, err
 		}
 		a.cameras = append(a.cameras, cam)
+		// Every camera's counters start at zero, so that rules and
+		// dashboards see its series (and increase()) before the first event.
+		srcMetrics.FramesDropped.WithLabelValues(cc.ID)
+		srcMetrics.Reconnects.WithLabelValues(cc.ID)
+		srcMetrics.DecodeSeconds.WithLabelValues(cc.ID)
+		pipeMetrics.GatedSkips.WithLabelValues(cc.ID)
 		a.parts.Add(cam)
 	}
 	a.http, err = opshttp.New(cfg.HTTP.Addr, a.Reg, log.With("component", "http"))
@@ -116,6 +127,8 @@ func New(cfg *Config, path string, log *slog.Logger) (_ *Agent, err error) {
 	a.http.AddCheck("mqtt", a.pub.Ready)
 	a.http.AddCheck("cameras", a.camerasReady)
 	a.parts.Add(a.http)
+	// Under systemd: READY=1, and watchdog keep-alives while the outbox answers.
+	a.parts.Add(sdnotify.New(a.ob.Ping, log))
 	return a, nil
 }
 

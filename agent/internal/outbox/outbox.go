@@ -364,3 +364,12 @@ func (o *Outbox) Stats() (messages, bytes int64) {
 
 // Close closes the database.
 func (o *Outbox) Close() error { return o.db.Close() }
+
+// Ping checks that the outbox's database answers (the agent's watchdog
+// keep-alive waits on it, so a wedged writer stops them).
+func (o *Outbox) Ping(ctx context.Context) error {
+	if err := o.db.PingContext(ctx); err != nil {
+		return fmt.Errorf("outbox: %w", err)
+	}
+	return nil
+}

@@ -212,3 +212,14 @@ func BenchmarkPut(b *testing.B) {
 	}
 	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "alerts/s")
 }
+
+func TestPing(t *testing.T) {
+	o := open(t, filepath.Join(t.TempDir(), "o.db"), roomy)
+	if err := o.Ping(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	o.Close()
+	if err := o.Ping(t.Context()); err == nil {
+		t.Fatal("a closed outbox answered")
+	}
+}

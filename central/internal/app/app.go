@@ -24,6 +24,7 @@ import (
 	"github.com/xueliang/xl/central/internal/web"
 	"github.com/xueliang/xl/internal/lifecycle"
 	"github.com/xueliang/xl/internal/opshttp"
+	"github.com/xueliang/xl/internal/sdnotify"
 	"github.com/xueliang/xl/internal/version"
 	"github.com/xueliang/xl/internal/wire"
 )
@@ -52,6 +53,9 @@ func New(ctx context.Context, cfg *Config, log *slog.Logger) (_ *Central, err er
 	c.ackResults = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "xl_central_order_acks_total",
 		Help: "Agencies' actions on orders received over MQTT, by result."}, []string{"result"})
 	c.Reg.MustRegister(c.ackResults)
+	for _, r := range []string{"applied", "refused", "forbidden", "unknown_order"} {
+		c.ackResults.WithLabelValues(r)
+	}
 	c.Reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	buildInfo := prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "xl_central_build_info", Help: "Build version of xl-central."}, []string{"version"})
 	buildInfo.WithLabelValues(version.Version).Set(1)
@@ -66,6 +70,7 @@ func New(ctx context.Context, cfg *Config, log *slog.Logger) (_ *Central, err er
 	if err != nil {
 		return nil, err
 	}
+	c.Reg.MustRegister(newStatsCollector(c.store, 2*time.Second, log.With("component", "metrics")))
 	brokerAddr := ""
 	if cfg.Broker.Enabled {
 		c.broker, err = broker.New(cfg.Broker, c.Reg, log)
@@ -135,6 +140,8 @@ func New(ctx context.Context, cfg *Config, log *slog.Logger) (_ *Central, err er
 		WithPlaces(places(&cfg.Routing)).Register(c.http.Mux)
 	c.parts.Add(c.http)
 	c.parts.Add(c.hub) // closed first: live streams end before the HTTP server shuts down
+	// Under systemd: READY=1, and watchdog keep-alives while the store answers.
+	c.parts.Add(sdnotify.New(c.store.Ping, log))
 	return c, nil
 }
 

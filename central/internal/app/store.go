@@ -30,6 +30,7 @@ type Store interface {
 	Close() error
 	MarkAllOffline(ctx context.Context) error
 	VerifyAudit(ctx context.Context) (n uint64, head string, err error)
+	StatsReader
 }
 
 var (

@@ -68,6 +68,7 @@ type metrics struct {
 	incidents  prometheus.Counter
 	orders     prometheus.Counter
 	cards      *prometheus.CounterVec
+	latency    prometheus.Histogram
 }
 
 // Options configures a Dispatcher.
@@ -98,7 +99,7 @@ func New(st Store, r *routing.Router, opt Options) *Dispatcher {
 		opt.Log = slog.New(slog.DiscardHandler)
 	}
 	f := promauto.With(opt.Reg)
-	return &Dispatcher{
+	d := &Dispatcher{
 		st: st, router: r, window: opt.Window, now: opt.Now, log: opt.Log.With("component", "dispatch"),
 		wake: make(chan struct{}, 1), stored: make(chan struct{}, 1), publicURL: opt.PublicURL, onEgress: opt.OnEgress,
 		m: &metrics{
@@ -111,9 +112,16 @@ func New(st Store, r *routing.Router, opt Options) *Dispatcher {
 			orders: f.NewCounter(prometheus.CounterOpts{Name: "xl_central_orders_created_total",
 				Help: "Disposal orders created."}),
 			cards: f.NewCounterVec(prometheus.CounterOpts{Name: "xl_central_sla_cards_total",
-				Help: "SLA cards raised by the timers, by card."}, []string{"card"}),
+				Help: "SLA cards raised by the timers, by card (each is a breached SLA deadline)."}, []string{"card"}),
+			latency: f.NewHistogram(prometheus.HistogramOpts{Name: "xl_central_alert_detect_to_dispatched_seconds",
+				Help:    "From an alert's detected_at to its grouping into an incident with its orders.",
+				Buckets: prometheus.ExponentialBuckets(0.01, 2.5, 12)}),
 		},
 	}
+	for c := order.CardBlue; c <= order.CardRed; c++ { // series from zero, for rules
+		d.m.cards.WithLabelValues(c.String())
+	}
+	return d
 }
 
 // Result is what dispatching one alert did.
@@ -178,8 +186,9 @@ func (d *Dispatcher) HandleStored(ctx context.Context, alerts []*wire.Alert) {
 		return tx.MarkDispatched(ids)
 	})
 	if err == nil {
-		for _, r := range results {
+		for i, r := range results {
 			d.count(r)
+			d.observeLatency(alerts[i], r)
 		}
 		return
 	}
@@ -342,7 +351,17 @@ func (d *Dispatcher) Dispatch(ctx context.Context, a *wire.Alert) (Result, error
 		return Result{}, fmt.Errorf("dispatch alert %s: %w", a.AlertID, err)
 	}
 	d.count(res)
+	d.observeLatency(a, res)
 	return res, nil
+}
+
+// observeLatency records how long after its detection an alert was put into
+// an incident with its orders (a redelivered alert is not counted again).
+func (d *Dispatcher) observeLatency(a *wire.Alert, res Result) {
+	if res.Duplicate || a.DetectedAt.IsZero() {
+		return
+	}
+	d.m.latency.Observe(max(0, d.now().Sub(a.DetectedAt).Seconds()))
 }
 
 // dispatchTx is Dispatch inside the caller's batch.

@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	_ "modernc.org/sqlite"
 
 	"github.com/xueliang/xl/central/internal/audit"
@@ -613,4 +614,34 @@ func TestEgressAndReroute(t *testing.T) {
 	if _, _, err := f.st.VerifyAudit(ctx); err != nil {
 		t.Fatal(err)
 	}
+}
+
+// The detected→dispatched histogram observes each alert once, by the
+// dispatcher's clock, and not its redelivery.
+func TestDetectToDispatchedLatency(t *testing.T) {
+	f := setup(t)
+	reg := prometheus.NewRegistry()
+	cfg := referenceRouting()
+	r, _ := routing.New(&cfg)
+	f.d = dispatch.New(f.st, r, dispatch.Options{Window: 10 * time.Minute, Now: f.clk.Now, Reg: reg})
+	f.clk.Set(t0.Add(3 * time.Second))
+	a := alert("illegal_fishing", t0)
+	f.store(t, a)
+	if _, err := f.d.Dispatch(context.Background(), a); err != nil {
+		t.Fatal(err)
+	}
+	mfs, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, mf := range mfs {
+		if mf.GetName() == "xl_central_alert_detect_to_dispatched_seconds" {
+			h := mf.GetMetric()[0].GetHistogram()
+			if h.GetSampleCount() != 1 || h.GetSampleSum() != 3 {
+				t.Fatalf("count %d sum %v, want 1 observation of 3 s", h.GetSampleCount(), h.GetSampleSum())
+			}
+			return
+		}
+	}
+	t.Fatal("no xl_central_alert_detect_to_dispatched_seconds")
 }

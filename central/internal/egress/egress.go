@@ -113,6 +113,11 @@ func New(st Store, pub Publisher, opt Options) *Sender {
 	s.m.lag = f.NewHistogram(prometheus.HistogramOpts{Name: "xl_central_egress_delivery_seconds",
 		Help:    "Time from queueing a message to its delivery.",
 		Buckets: prometheus.ExponentialBuckets(0.005, 4, 10)})
+	for _, ch := range []string{store.ChannelMQTT, store.ChannelWebhook} { // series from zero, for rules
+		s.m.sent.WithLabelValues(ch)
+		s.m.failed.WithLabelValues(ch)
+		s.m.dead.WithLabelValues(ch)
+	}
 	return s
 }
 

@@ -54,7 +54,7 @@ type metrics struct {
 
 func newMetrics(reg prometheus.Registerer) *metrics {
 	f := promauto.With(reg)
-	return &metrics{
+	m := &metrics{
 		received: f.NewCounterVec(prometheus.CounterOpts{Name: "xl_central_messages_received_total",
 			Help: "MQTT messages received from agents, by kind."}, []string{"kind"}),
 		rejected: f.NewCounterVec(prometheus.CounterOpts{Name: "xl_central_messages_rejected_total",
@@ -78,6 +78,13 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 		commands: f.NewCounterVec(prometheus.CounterOpts{Name: "xl_central_commands_total",
 			Help: "Commands to agents, by command and outcome (sent, answered, timeout)."}, []string{"cmd", "outcome"}),
 	}
+	// Alerts rejected for each reason start at zero, so that rules and
+	// dashboards see a series (and increase()) before the first one.
+	for _, r := range []wire.Reason{wire.ReasonTooLarge, wire.ReasonInvalidUTF8, wire.ReasonBadJSON, wire.ReasonWrongSchema,
+		wire.ReasonMissing, wire.ReasonInvalid, wire.ReasonFuture, ReasonAgentMismatch} {
+		m.rejected.WithLabelValues(wire.KindAlerts, string(r))
+	}
+	return m
 }
 
 // Intake subscribes to the agents' topics.

@@ -250,3 +250,18 @@ type OrderPhoto struct {
 	CreatedAt   time.Time `json:"created_at"`
 	Data        []byte    `json:"-"`
 }
+
+// Counts is how many rows of a kind are in each state (or card).
+type Counts map[string]int
+
+// Stats are the counts operations watch, computed by the store in a few
+// grouped queries (for metrics on scrape).
+type Stats struct {
+	Incidents Counts // by incident state
+	Orders    Counts // by order state
+	// Cards counts the orders that still need work (pending … on_scene) by
+	// their last card: none, blue, yellow, red.
+	Cards  Counts
+	Agents Counts // by agent state: online, offline
+	Egress Counts // messages to agencies by state: pending, delivered, dead
+}

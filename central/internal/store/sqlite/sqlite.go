@@ -364,3 +364,24 @@ func (s *Store) ListAgents(ctx context.Context) ([]store.AgentRecord, error) {
 	}
 	return out, rows.Err()
 }
+
+// Stats counts incidents, orders, active orders' cards, agents and egress
+// messages by state, one grouped query each.
+func (s *Store) Stats(ctx context.Context) (store.Stats, error) {
+	return store.CollectStats(func(q string, add func(key string, n int)) error {
+		rows, err := s.db.QueryContext(ctx, q)
+		if err != nil {
+			return fmt.Errorf("sqlite: stats: %w", err)
+		}
+		defer rows.Close()
+		for rows.Next() {
+			var k string
+			var n int
+			if err := rows.Scan(&k, &n); err != nil {
+				return fmt.Errorf("sqlite: stats: %w", err)
+			}
+			add(k, n)
+		}
+		return rows.Err()
+	}, `COALESCE(json_extract(data, '$.card'), 'none')`)
+}

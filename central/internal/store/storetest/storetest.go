@@ -42,6 +42,7 @@ type Central interface {
 	AuditOf(ctx context.Context, entity, id string) ([]audit.Entry, error)
 	AuditEntries(ctx context.Context) (iter.Seq[audit.Entry], func() error)
 	VerifyAudit(ctx context.Context) (n uint64, head string, err error)
+	Stats(ctx context.Context) (store.Stats, error)
 }
 
 // Store is a Central under test, with hooks only a test has.
@@ -82,6 +83,7 @@ func Run(t *testing.T, open func(t *testing.T) Store) {
 		{"ReplicasDispatchEachAlertOnce", testReplicasDispatch},
 		{"EgressInOrderPerTarget", testEgress},
 		{"UsersSessionsTokensPhotos", testUsers},
+		{"StatsCountByState", testStats},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
