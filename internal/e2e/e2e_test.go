@@ -264,7 +264,7 @@ func TestWalkingSkeleton(t *testing.T) {
 		}
 		return clipURL != ""
 	})
-	resp, err = http.Get(base + clipURL)
+	resp, err = apiGet(base + clipURL)
 	if err != nil {
 		t.Fatal(err)
 	}
