@@ -192,6 +192,34 @@ func (t *dtx) incident(q string, args ...any) (store.Incident, bool, error) {
 	return inc, true, nil
 }
 
+// collect runs query on q and scans every row with scan; what names the
+// query in errors.
+func collect[T any](ctx context.Context, q querier, what, query string, args []any, scan func(scanner) (T, error)) ([]T, error) {
+	rows, err := q.QueryContext(ctx, query, args...)
+	if err != nil {
+		return nil, fmt.Errorf("sqlite: %s: %w", what, err)
+	}
+	defer rows.Close()
+	var out []T
+	for rows.Next() {
+		v, err := scan(rows)
+		if err != nil {
+			return nil, fmt.Errorf("sqlite: %s: %w", what, err)
+		}
+		out = append(out, v)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("sqlite: %s: %w", what, err)
+	}
+	return out, nil
+}
+
+func scanString(r scanner) (string, error) {
+	var v string
+	err := r.Scan(&v)
+	return v, err
+}
+
 // inChunk is the most alert IDs one IN (…) list carries.
 const inChunk = 500
 
@@ -321,20 +349,7 @@ func scanOrder(r scanner) (store.OrderRecord, error) {
 }
 
 func (t *dtx) orders(q string, args ...any) ([]store.OrderRecord, error) {
-	rows, err := t.q.QueryContext(t.ctx, `SELECT `+orderColumns+` FROM orders `+q, args...)
-	if err != nil {
-		return nil, fmt.Errorf("sqlite: orders: %w", err)
-	}
-	defer rows.Close()
-	var out []store.OrderRecord
-	for rows.Next() {
-		rec, err := scanOrder(rows)
-		if err != nil {
-			return nil, err
-		}
-		out = append(out, rec)
-	}
-	return out, rows.Err()
+	return collect(t.ctx, t.q, "orders", `SELECT `+orderColumns+` FROM orders `+q, args, scanOrder)
 }
 
 func (t *dtx) GetOrder(id string) (store.OrderRecord, error) {
@@ -478,20 +493,8 @@ func (s *Store) AuditEntries(ctx context.Context) (iter.Seq[audit.Entry], func()
 
 // AuditOf is the audit log of one entity, oldest first.
 func (s *Store) AuditOf(ctx context.Context, entity, id string) ([]audit.Entry, error) {
-	rows, err := s.db.QueryContext(ctx, `SELECT `+auditColumns+` FROM audit WHERE entity = ? AND entity_id = ? ORDER BY seq`, entity, id)
-	if err != nil {
-		return nil, fmt.Errorf("sqlite: audit: %w", err)
-	}
-	defer rows.Close()
-	var out []audit.Entry
-	for rows.Next() {
-		e, err := scanAudit(rows)
-		if err != nil {
-			return nil, err
-		}
-		out = append(out, e)
-	}
-	return out, rows.Err()
+	return collect(ctx, s.db, "audit", `SELECT `+auditColumns+` FROM audit WHERE entity = ? AND entity_id = ? ORDER BY seq`,
+		[]any{entity, id}, scanAudit)
 }
 
 // ListIncidents returns incidents, the most recent alert first.
@@ -598,21 +601,8 @@ func (s *Store) ListOrders(ctx context.Context, agencyID string, limit int) ([]s
 
 // DueTimers lists the orders whose timer is due at now, earliest first.
 func (s *Store) DueTimers(ctx context.Context, now time.Time, limit int) ([]string, error) {
-	rows, err := s.db.QueryContext(ctx, `SELECT id FROM orders WHERE next_timer_at IS NOT NULL AND next_timer_at <= ?
-		ORDER BY next_timer_at LIMIT ?`, now.UnixNano(), limit)
-	if err != nil {
-		return nil, fmt.Errorf("sqlite: due timers: %w", err)
-	}
-	defer rows.Close()
-	var out []string
-	for rows.Next() {
-		var id string
-		if err := rows.Scan(&id); err != nil {
-			return nil, err
-		}
-		out = append(out, id)
-	}
-	return out, rows.Err()
+	return collect(ctx, s.db, "due timers", `SELECT id FROM orders WHERE next_timer_at IS NOT NULL AND next_timer_at <= ?
+		ORDER BY next_timer_at LIMIT ?`, []any{now.UnixNano(), limit}, scanString)
 }
 
 // NextTimer is the earliest order timer; ok is false when none is set.
@@ -679,20 +669,7 @@ func scanEgress(r scanner) (store.Egress, error) {
 }
 
 func (s *Store) egress(ctx context.Context, q string, args ...any) ([]store.Egress, error) {
-	rows, err := s.db.QueryContext(ctx, `SELECT `+egressColumns+` FROM egress `+q, args...)
-	if err != nil {
-		return nil, fmt.Errorf("sqlite: egress: %w", err)
-	}
-	defer rows.Close()
-	var out []store.Egress
-	for rows.Next() {
-		e, err := scanEgress(rows)
-		if err != nil {
-			return nil, fmt.Errorf("sqlite: egress: %w", err)
-		}
-		out = append(out, e)
-	}
-	return out, rows.Err()
+	return collect(ctx, s.db, "egress", `SELECT `+egressColumns+` FROM egress `+q, args, scanEgress)
 }
 
 // DueEgress returns up to limit pending messages due at now, in the order
