@@ -2,9 +2,12 @@ package app
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"fmt"
 	"log/slog"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"sort"
 	"testing"
@@ -114,6 +117,22 @@ func publishAlert(t *testing.T, brokerAddr string, typ string) *wire.Alert {
 	a := &wire.Alert{Schema: wire.SchemaAlert, AlertID: wire.NewULID(now), EventID: "ev-" + typ, Phase: wire.PhaseStart,
 		AgentID: "hm-lixin-01", CameraID: "lixin-sluice-east", Type: typ, Severity: 2, Zone: "lawn", Site: "立新闸",
 		StartedAt: now, DetectedAt: now, PublishedAt: now}
+	// A real frame as the snapshot, sent before the alert (central joins
+	// evidence to its alert whichever comes first).
+	jpg := filepath.Join(t.TempDir(), "snapshot.jpg")
+	if out, err := exec.Command("ffmpeg", "-nostdin", "-loglevel", "error", "-y", "-ss", "12", "-i", testenv.Video(t),
+		"-frames:v", "1", "-vf", "scale=640:-2", jpg).CombinedOutput(); err != nil {
+		t.Fatalf("ffmpeg: %v %s", err, out)
+	}
+	snap, err := os.ReadFile(jpg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sum := sha256.Sum256(snap)
+	a.Evidence = wire.Evidence{SnapshotSHA256: hex.EncodeToString(sum[:])}
+	if tok := cl.Publish(wire.EvidenceTopic("hm-lixin-01", a.AlertID, wire.EvidenceSnapshot), 1, false, snap); !tok.WaitTimeout(10*time.Second) || tok.Error() != nil {
+		t.Fatalf("publish snapshot: %v", tok.Error())
+	}
 	b, err := wire.Marshal(a)
 	if err != nil {
 		t.Fatal(err)
@@ -169,6 +188,8 @@ func TestConsoleScenarioInChromium(t *testing.T) {
 		chromedp.WaitVisible(fmt.Sprintf(`.order[data-order="%s"][data-state=dispatched]`, lead)),
 		goHash("#/wall"),
 		chromedp.WaitVisible(fmt.Sprintf(`[data-alert="%s"]`, a.AlertID)),
+		chromedp.Poll(fmt.Sprintf(`(() => { const i = document.querySelector('[data-alert="%s"] img'); return !!i && i.complete && i.naturalWidth > 0 })()`, a.AlertID), nil,
+			chromedp.WithPollingTimeout(10*time.Second)),
 		chromedp.CaptureScreenshot(&shot),
 	); err != nil {
 		t.Fatalf("dispatch: %v", err)
