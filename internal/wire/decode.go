@@ -368,6 +368,38 @@ func CheckEvidence(kind EvidenceKind, b []byte) error {
 	return nil
 }
 
+// CheckClipPart checks one part of a clip sent in parts: its size and, for
+// the first part, that it starts an MP4.
+func CheckClipPart(index int, b []byte) error {
+	if len(b) == 0 || len(b) > MaxClipBytes {
+		return reject(ReasonTooLarge, "", "clip part is %d bytes, the limit is 1–%d", len(b), MaxClipBytes)
+	}
+	if index == 0 && (len(b) < 12 || string(b[4:8]) != "ftyp") {
+		return reject(ReasonInvalid, "", "clip is not an MP4")
+	}
+	return nil
+}
+
+// SplitClip cuts a clip into parts of at most MaxClipBytes for
+// ClipPartTopic; a clip that fits one message is one part.
+func SplitClip(b []byte) ([][]byte, error) {
+	if len(b) <= MaxClipBytes {
+		return [][]byte{b}, nil
+	}
+	n := (len(b) + MaxClipBytes - 1) / MaxClipBytes
+	if n > MaxClipParts {
+		return nil, fmt.Errorf("clip of %d bytes needs %d parts, more than %d", len(b), n, MaxClipParts)
+	}
+	size := (len(b) + n - 1) / n
+	parts := make([][]byte, 0, n)
+	for len(b) > 0 {
+		k := min(size, len(b))
+		parts = append(parts, b[:k])
+		b = b[k:]
+	}
+	return parts, nil
+}
+
 // DecodeCmdReply decodes and validates an agent's reply to a command.
 func (d Decoder) DecodeCmdReply(b []byte) (*CmdReply, error) {
 	var r CmdReply

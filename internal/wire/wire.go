@@ -22,8 +22,14 @@ const (
 	MaxAlertBytes = 64 << 10
 	// MaxSnapshotBytes is the largest JPEG snapshot accepted as evidence.
 	MaxSnapshotBytes = 4 << 20
-	// MaxClipBytes is the largest MP4 clip accepted in one message.
+	// MaxClipBytes is the largest MP4 clip accepted in one message. A
+	// larger clip travels in parts (ClipPartTopic), each at most this.
 	MaxClipBytes = 12 << 20
+	// MaxClipParts is the most parts one clip is split into, so a whole
+	// clip is at most MaxClipParts × MaxClipBytes.
+	MaxClipParts = 16
+	// MaxClipTotalBytes is the largest clip, sent in parts.
+	MaxClipTotalBytes = MaxClipParts * MaxClipBytes
 	// MaxObjects is the largest number of objects in one alert.
 	MaxObjects = 256
 )

@@ -376,3 +376,47 @@ func TestDecodeOrderAck(t *testing.T) {
 		}
 	}
 }
+
+func TestClipParts(t *testing.T) {
+	const alert = "01JD3Z8Q6P4X2N7M5K9R1T0VWZ"
+	got, err := ParseAgentTopic(ClipPartTopic("hm-lixin-01", alert, 2, 3))
+	if err != nil || got.Kind != KindEvidence || got.EvKind != EvidenceClip || got.Part != 2 || got.Parts != 3 || got.AlertID != alert {
+		t.Fatalf("%+v %v", got, err)
+	}
+	if whole, err := ParseAgentTopic(EvidenceTopic("hm-lixin-01", alert, EvidenceClip)); err != nil || whole.Parts != 0 {
+		t.Fatalf("one-message clip: %+v %v", whole, err)
+	}
+	base := EvidenceTopic("hm-lixin-01", alert, EvidenceClip)
+	for _, bad := range []string{base + "/3/3", base + "/0/1", base + "/0/17", base + "/-1/3", base + "/01/3", base + "/a/3",
+		EvidenceTopic("hm-lixin-01", alert, EvidenceSnapshot) + "/0/2", base + "/0"} {
+		if _, err := ParseAgentTopic(bad); err == nil {
+			t.Errorf("%s accepted", bad)
+		}
+	}
+	// Split and join give back the clip; a too-large clip is refused.
+	clip := make([]byte, 2*MaxClipBytes+5)
+	copy(clip[4:], "ftyp")
+	parts, err := SplitClip(clip)
+	if err != nil || len(parts) != 3 {
+		t.Fatalf("%d parts, %v", len(parts), err)
+	}
+	var joined []byte
+	for i, p := range parts {
+		if err := CheckClipPart(i, p); err != nil {
+			t.Fatalf("part %d: %v", i, err)
+		}
+		joined = append(joined, p...)
+	}
+	if !bytes.Equal(joined, clip) {
+		t.Fatal("parts do not join into the clip")
+	}
+	if err := CheckClipPart(0, []byte("not an mp4 at all")); ReasonOf(err) != ReasonInvalid {
+		t.Fatalf("first part not MP4: %v", err)
+	}
+	if _, err := SplitClip(make([]byte, MaxClipParts*MaxClipBytes+1)); err == nil {
+		t.Fatal("a clip over the parts limit was split")
+	}
+	if one, _ := SplitClip(clip[:100]); len(one) != 1 {
+		t.Fatal("a small clip was split")
+	}
+}

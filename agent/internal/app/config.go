@@ -379,8 +379,8 @@ func (c *Config) Validate() []config.FieldError {
 			if cl.Pre+cl.Post < time.Second {
 				p.Add(key+".clip", "pre + post must be at least 1s")
 			}
-			if cl.MaxBytes < 1<<20 || cl.MaxBytes > wire.MaxClipBytes {
-				p.Add(key+".clip.max_bytes", "must be within 1048576 (1 MiB) – %d (the wire contract's limit)", wire.MaxClipBytes)
+			if cl.MaxBytes < 1<<20 || cl.MaxBytes > wire.MaxClipTotalBytes {
+				p.Add(key+".clip.max_bytes", "must be within 1048576 (1 MiB) – %d (the wire contract's limit for a clip in parts)", wire.MaxClipTotalBytes)
 			}
 		}
 		m := cam.Motion

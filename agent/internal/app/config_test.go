@@ -158,7 +158,7 @@ func TestClipConfig(t *testing.T) {
 		{"file-clips", "    clip: {enabled: true}\n", "clips need an RTSP stream"},
 		{"too-long", "    clip: {pre: 2m}\n", "cameras[0].clip.pre: must be within 0–1m"},
 		{"too-short", "    clip: {pre: 1ms, post: 1ms}\n", "pre + post must be at least 1s"},
-		{"over-contract", "    clip: {max_bytes: 20000000}\n", "cameras[0].clip.max_bytes"},
+		{"over-contract", "    clip: {max_bytes: 300000000}\n", "cameras[0].clip.max_bytes"}, // over 16 parts of 12 MiB
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			body := strings.Replace(valid, camera, camera+tc.insert, 1)

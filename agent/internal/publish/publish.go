@@ -271,6 +271,40 @@ func sleep(ctx context.Context, d time.Duration) bool {
 	}
 }
 
+// send publishes m; a clip too large for one message goes in parts
+// (wire.ClipPartTopic), and m is delivered when every part is
+// acknowledged. A clip that cannot be split (over the contract's limit)
+// fails as a message the broker refused would, and stays in the outbox
+// until its age evicts it.
+func (p *Publisher) send(m outbox.Message) []mqtt.Token {
+	if len(m.Payload) > wire.MaxClipBytes {
+		if t, err := wire.ParseAgentTopic(m.Topic); err == nil && t.Kind == wire.KindEvidence && t.EvKind == wire.EvidenceClip && t.Parts == 0 {
+			parts, err := wire.SplitClip(m.Payload)
+			if err != nil {
+				return []mqtt.Token{failedToken{err}}
+			}
+			toks := make([]mqtt.Token, len(parts))
+			for i, part := range parts {
+				toks[i] = p.client.Publish(wire.ClipPartTopic(t.AgentID, t.AlertID, i, len(parts)), 1, false, part)
+			}
+			return toks
+		}
+	}
+	return []mqtt.Token{p.client.Publish(m.Topic, 1, false, m.Payload)}
+}
+
+// failedToken is a completed token carrying err.
+type failedToken struct{ err error }
+
+func (t failedToken) Wait() bool                     { return true }
+func (t failedToken) WaitTimeout(time.Duration) bool { return true }
+func (t failedToken) Done() <-chan struct{} {
+	c := make(chan struct{})
+	close(c)
+	return c
+}
+func (t failedToken) Error() error { return t.err }
+
 // drainOnce publishes one batch from the most urgent lane and removes from
 // the outbox what the broker acknowledged.
 func (p *Publisher) drainOnce(ctx context.Context) (int, error) {
@@ -284,20 +318,23 @@ func (p *Publisher) drainOnce(ctx context.Context) (int, error) {
 		}
 	}
 	start := time.Now()
-	tokens := make([]mqtt.Token, len(msgs))
+	tokens := make([][]mqtt.Token, len(msgs))
 	for i, m := range msgs {
-		tokens[i] = p.client.Publish(m.Topic, 1, false, m.Payload)
+		tokens[i] = p.send(m)
 	}
 	var done []outbox.Message
 	var firstErr error
-	for i, t := range tokens {
-		if !t.WaitTimeout(ackTimeout) {
-			firstErr = fmt.Errorf("no PUBACK within %s for %s", ackTimeout, msgs[i].Topic)
-			break
-		}
-		if err := t.Error(); err != nil {
-			firstErr = fmt.Errorf("%s: %w", msgs[i].Topic, err)
-			break
+wait:
+	for i, toks := range tokens {
+		for _, t := range toks {
+			if !t.WaitTimeout(ackTimeout) {
+				firstErr = fmt.Errorf("no PUBACK within %s for %s", ackTimeout, msgs[i].Topic)
+				break wait
+			}
+			if err := t.Error(); err != nil {
+				firstErr = fmt.Errorf("%s: %w", msgs[i].Topic, err)
+				break wait
+			}
 		}
 		done = append(done, msgs[i])
 	}

@@ -37,7 +37,8 @@ type Sink interface {
 const (
 	DefaultPre  = 6 * time.Second
 	DefaultPost = 6 * time.Second
-	// DefaultMaxBytes is the contract's limit for one clip message.
+	// DefaultMaxBytes is the contract's limit for one clip message; a
+	// larger max_bytes makes clips travel in parts.
 	DefaultMaxBytes = wire.MaxClipBytes
 	// DefaultMaxPending bounds the clips a camera collects at once; a new
 	// request beyond it ends the oldest capture early (it is published with
@@ -186,8 +187,8 @@ func (r *Recorder) add(cc Camera, rm *rtsp.Metrics) error {
 	if cc.Pre < 0 || cc.Post < 0 {
 		return fmt.Errorf("recorder: camera %s: negative pre (%v) or post (%v)", cc.ID, cc.Pre, cc.Post)
 	}
-	if cc.MaxBytes < 0 || cc.MaxBytes > wire.MaxClipBytes {
-		return fmt.Errorf("recorder: camera %s: max bytes %d outside 1..%d", cc.ID, cc.MaxBytes, wire.MaxClipBytes)
+	if cc.MaxBytes < 0 || cc.MaxBytes > wire.MaxClipTotalBytes {
+		return fmt.Errorf("recorder: camera %s: max bytes %d outside 1..%d", cc.ID, cc.MaxBytes, wire.MaxClipTotalBytes)
 	}
 	// The buffer keeps the pre window plus what analysis may lag behind; a
 	// capture may hold twice the clip limit, so that a clip over it can be

@@ -319,7 +319,7 @@ func TestNewValidates(t *testing.T) {
 		{"no-id", []Camera{{}}, "ID"},
 		{"duplicate", []Camera{{ID: "a"}, {ID: "a"}}, "twice"},
 		{"negative", []Camera{{ID: "a", Pre: -time.Second}}, "negative"},
-		{"over-contract", []Camera{{ID: "a", MaxBytes: wire.MaxClipBytes + 1}}, "max bytes"},
+		{"over-contract", []Camera{{ID: "a", MaxBytes: wire.MaxClipTotalBytes + 1}}, "max bytes"},
 		{"bad-record-url", []Camera{{ID: "a", Record: "http://x/y"}}, "scheme"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {

@@ -29,6 +29,7 @@ import (
 type Store interface {
 	InsertAlerts(ctx context.Context, alerts []*wire.Alert, receivedAt time.Time) ([]bool, error)
 	PutEvidence(ctx context.Context, ev store.Evidence) (bool, error)
+	PutEvidencePart(ctx context.Context, p store.EvidencePart) (stored bool, err error)
 	PutAgentStatus(ctx context.Context, st *wire.Status, seen time.Time) error
 }
 
@@ -465,6 +466,9 @@ func (in *Intake) deliverAlert(t wire.AgentTopic, payload []byte, done func(ok b
 }
 
 func (in *Intake) handleEvidence(t wire.AgentTopic, payload []byte) bool {
+	if t.Parts > 0 {
+		return in.handleEvidencePart(t, payload)
+	}
 	if err := wire.CheckEvidence(t.EvKind, payload); err != nil {
 		in.reject(wire.KindEvidence, wire.ReasonOf(err), err)
 		return true
@@ -482,6 +486,27 @@ func (in *Intake) handleEvidence(t wire.AgentTopic, payload []byte) bool {
 	})
 	if ok && inserted {
 		in.m.evidence.WithLabelValues(string(t.EvKind)).Inc()
+	}
+	return ok
+}
+
+// handleEvidencePart stores a part of a clip sent in parts; the store
+// joins them into the evidence with the last one.
+func (in *Intake) handleEvidencePart(t wire.AgentTopic, payload []byte) bool {
+	if err := wire.CheckClipPart(t.Part, payload); err != nil {
+		in.reject(wire.KindEvidence, wire.ReasonOf(err), err)
+		return true
+	}
+	p := store.EvidencePart{AlertID: t.AlertID, Kind: t.EvKind, Index: t.Part, Parts: t.Parts, Data: payload, ReceivedAt: time.Now()}
+	var stored bool
+	ok := in.retry(fmt.Sprintf("evidence %s part %d/%d", t.AlertID, t.Part+1, t.Parts), func(ctx context.Context) error {
+		var err error
+		stored, err = in.store.PutEvidencePart(ctx, p)
+		return err
+	})
+	if ok && stored {
+		in.m.evidence.WithLabelValues(string(t.EvKind)).Inc()
+		in.log.Debug("evidence joined from parts", "alert_id", t.AlertID, "kind", t.EvKind, "parts", t.Parts)
 	}
 	return ok
 }

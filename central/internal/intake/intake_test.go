@@ -1,6 +1,7 @@
 package intake
 
 import (
+	"bytes"
 	"context"
 	"log/slog"
 	"path/filepath"
@@ -213,5 +214,37 @@ func TestOnStoredSeesFirstStoresOnly(t *testing.T) {
 	defer mu.Unlock()
 	if len(seen) != 2 || seen[0] != a.AlertID || seen[1] != b.AlertID {
 		t.Fatalf("hook saw %v", seen)
+	}
+}
+
+// A clip sent in parts is stored whole once its last part is in, through
+// the broker's sink and through a subscription; a part with a bad first
+// chunk is rejected with a reason.
+func TestClipInParts(t *testing.T) {
+	for _, viaSink := range []bool{false, true} {
+		t.Run(map[bool]string{false: "subscribed", true: "broker-sink"}[viaSink], func(t *testing.T) {
+			r := start(t, viaSink)
+			alert := wire.NewULID(time.Now())
+			clip := make([]byte, wire.MaxClipBytes+4096)
+			for i := range clip {
+				clip[i] = byte(i)
+			}
+			copy(clip[4:], "ftyp")
+			parts, err := wire.SplitClip(clip)
+			if err != nil || len(parts) != 2 {
+				t.Fatalf("%d parts: %v", len(parts), err)
+			}
+			for i := len(parts) - 1; i >= 0; i-- { // last part first: order does not matter
+				r.publish(t, wire.ClipPartTopic("a1", alert, i, len(parts)), parts[i])
+			}
+			waitFor(t, "the joined clip", func() bool {
+				ev, err := r.st.GetEvidence(context.Background(), alert, wire.EvidenceClip)
+				return err == nil && bytes.Equal(ev.Data, clip)
+			})
+			r.publish(t, wire.ClipPartTopic("a1", wire.NewULID(time.Now()), 0, 2), []byte("not the start of an MP4"))
+			waitFor(t, "the bad part rejected", func() bool {
+				return testutil.ToFloat64(r.in.m.rejected.WithLabelValues(wire.KindEvidence, string(wire.ReasonInvalid))) == 1
+			})
+		})
 	}
 }

@@ -33,6 +33,16 @@ type EvidenceMeta struct {
 	ReceivedAt time.Time
 }
 
+// EvidencePart is one part of evidence sent in parts (large clips).
+type EvidencePart struct {
+	AlertID    string
+	Kind       wire.EvidenceKind
+	Index      int // 0-based
+	Parts      int
+	Data       []byte
+	ReceivedAt time.Time
+}
+
 // Evidence is stored evidence with its bytes.
 type Evidence struct {
 	EvidenceMeta

@@ -11,8 +11,10 @@
 package postgres
 
 import (
+	"bytes"
 	"context"
 	"crypto/rand"
+	"crypto/sha256"
 	"embed"
 	"encoding/hex"
 	"encoding/json"
@@ -282,6 +284,60 @@ func (s *Store) PutEvidence(ctx context.Context, ev store.Evidence) (inserted bo
 		return false, fmt.Errorf("postgres: insert evidence %s/%s: %w", ev.AlertID, ev.Kind, err)
 	}
 	return tag.RowsAffected() == 1, nil
+}
+
+// PutEvidencePart stores one part of evidence sent in parts. With the last
+// part, in the same transaction, the parts are joined, stored as the
+// evidence (once per alert and kind) and deleted; stored reports that.
+// A part repeated, or arriving after its evidence was stored, changes
+// nothing. Parts of one clip arriving at two replicas at once are
+// serialised by a transaction-scoped advisory lock on the alert.
+func (s *Store) PutEvidencePart(ctx context.Context, p store.EvidencePart) (stored bool, err error) {
+	tx, err := s.pool.Begin(ctx)
+	if err != nil {
+		return false, fmt.Errorf("postgres: %w", err)
+	}
+	defer tx.Rollback(ctx)
+	if _, err := tx.Exec(ctx, `SELECT pg_advisory_xact_lock(hashtextextended($1, 0))`, "xl-evidence-parts/"+p.AlertID); err != nil {
+		return false, fmt.Errorf("postgres: evidence part lock: %w", err)
+	}
+	var have int
+	if err := tx.QueryRow(ctx, `SELECT count(*) FROM evidence WHERE alert_id = $1 AND kind = $2`, p.AlertID, string(p.Kind)).Scan(&have); err != nil {
+		return false, fmt.Errorf("postgres: evidence part: %w", err)
+	}
+	if have > 0 {
+		return false, nil
+	}
+	if _, err := tx.Exec(ctx, `INSERT INTO evidence_parts (alert_id, kind, idx, parts, data, received_at) VALUES ($1, $2, $3, $4, $5, $6)
+		ON CONFLICT DO NOTHING`, p.AlertID, string(p.Kind), p.Index, p.Parts, p.Data, p.ReceivedAt.UnixNano()); err != nil {
+		return false, fmt.Errorf("postgres: evidence part: %w", err)
+	}
+	rows, err := tx.Query(ctx, `SELECT data FROM evidence_parts WHERE alert_id = $1 AND kind = $2 AND parts = $3 ORDER BY idx`,
+		p.AlertID, string(p.Kind), p.Parts)
+	if err != nil {
+		return false, fmt.Errorf("postgres: evidence parts: %w", err)
+	}
+	chunks, err := pgx.CollectRows(rows, pgx.RowTo[[]byte])
+	if err != nil {
+		return false, fmt.Errorf("postgres: evidence parts: %w", err)
+	}
+	if len(chunks) == p.Parts {
+		data := bytes.Join(chunks, nil)
+		sum := sha256.Sum256(data)
+		if _, err := tx.Exec(ctx, `INSERT INTO evidence (alert_id, kind, sha256, size, data, received_at)
+			VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (alert_id, kind) DO NOTHING`,
+			p.AlertID, string(p.Kind), hex.EncodeToString(sum[:]), len(data), data, p.ReceivedAt.UnixNano()); err != nil {
+			return false, fmt.Errorf("postgres: evidence from parts: %w", err)
+		}
+		if _, err := tx.Exec(ctx, `DELETE FROM evidence_parts WHERE alert_id = $1 AND kind = $2`, p.AlertID, string(p.Kind)); err != nil {
+			return false, fmt.Errorf("postgres: evidence parts: %w", err)
+		}
+		stored = true
+	}
+	if err := tx.Commit(ctx); err != nil {
+		return false, fmt.Errorf("postgres: commit evidence part: %w", err)
+	}
+	return stored, nil
 }
 
 // PutAgentStatus records an agent's status. The last status to arrive

@@ -92,7 +92,7 @@ func TestReplicasMigrateOnce(t *testing.T) {
 	if err := rows.Err(); err != nil {
 		t.Fatal(err)
 	}
-	if want := []string{"0001_alerts", "0002_dispatch", "0003_egress", "0004_users"}; !slices.Equal(versions, want) {
+	if want := []string{"0001_alerts", "0002_dispatch", "0003_egress", "0004_users", "0005_evidence_parts"}; !slices.Equal(versions, want) {
 		t.Fatalf("migrations %v, want %v", versions, want)
 	}
 }

@@ -3,9 +3,12 @@
 package sqlite
 
 import (
+	"bytes"
 	"context"
+	"crypto/sha256"
 	"database/sql"
 	"embed"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -172,6 +175,56 @@ func (s *Store) PutEvidence(ctx context.Context, ev store.Evidence) (inserted bo
 	}
 	n, err := res.RowsAffected()
 	return n == 1, err
+}
+
+// PutEvidencePart stores one part of evidence sent in parts. With the last
+// part, in the same transaction, the parts are joined, stored as the
+// evidence (once per alert and kind) and deleted; stored reports that.
+// A part repeated, or arriving after its evidence was stored, changes
+// nothing.
+func (s *Store) PutEvidencePart(ctx context.Context, p store.EvidencePart) (stored bool, err error) {
+	tx, err := s.db.BeginTx(ctx, nil)
+	if err != nil {
+		return false, fmt.Errorf("sqlite: %w", err)
+	}
+	defer tx.Rollback()
+	var have int
+	if err := tx.QueryRowContext(ctx, `SELECT count(*) FROM evidence WHERE alert_id = ? AND kind = ?`, p.AlertID, string(p.Kind)).Scan(&have); err != nil {
+		return false, fmt.Errorf("sqlite: evidence part: %w", err)
+	}
+	if have > 0 {
+		return false, nil
+	}
+	if _, err := tx.ExecContext(ctx, `INSERT INTO evidence_parts (alert_id, kind, idx, parts, data, received_at) VALUES (?, ?, ?, ?, ?, ?)
+		ON CONFLICT DO NOTHING`, p.AlertID, string(p.Kind), p.Index, p.Parts, p.Data, p.ReceivedAt.UnixNano()); err != nil {
+		return false, fmt.Errorf("sqlite: evidence part: %w", err)
+	}
+	chunks, err := collect(ctx, tx, "evidence parts", `SELECT data FROM evidence_parts WHERE alert_id = ? AND kind = ? AND parts = ? ORDER BY idx`,
+		[]any{p.AlertID, string(p.Kind), p.Parts}, func(r scanner) ([]byte, error) {
+			var b []byte
+			err := r.Scan(&b)
+			return b, err
+		})
+	if err != nil {
+		return false, err
+	}
+	if len(chunks) == p.Parts {
+		data := bytes.Join(chunks, nil)
+		sum := sha256.Sum256(data)
+		if _, err := tx.ExecContext(ctx, `INSERT INTO evidence (alert_id, kind, sha256, size, data, received_at)
+			VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (alert_id, kind) DO NOTHING`,
+			p.AlertID, string(p.Kind), hex.EncodeToString(sum[:]), len(data), data, p.ReceivedAt.UnixNano()); err != nil {
+			return false, fmt.Errorf("sqlite: evidence from parts: %w", err)
+		}
+		if _, err := tx.ExecContext(ctx, `DELETE FROM evidence_parts WHERE alert_id = ? AND kind = ?`, p.AlertID, string(p.Kind)); err != nil {
+			return false, fmt.Errorf("sqlite: evidence parts: %w", err)
+		}
+		stored = true
+	}
+	if err := tx.Commit(); err != nil {
+		return false, fmt.Errorf("sqlite: commit evidence part: %w", err)
+	}
+	return stored, nil
 }
 
 // PutAgentStatus records an agent's status. The last status to arrive

@@ -82,6 +82,7 @@ func Run(t *testing.T, open func(t *testing.T) Store) {
 		{"DispatchQueue", testDispatchQueue},
 		{"ReplicasDispatchEachAlertOnce", testReplicasDispatch},
 		{"EgressInOrderPerTarget", testEgress},
+		{"EvidenceJoinedFromParts", testEvidenceParts},
 		{"UsersSessionsTokensPhotos", testUsers},
 		{"StatsCountByState", testStats},
 	} {
