@@ -26,14 +26,7 @@ func dispatchServer(t *testing.T) (*httptest.Server, string) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { st.Close() })
-	cfg := routing.Config{
-		Agencies:    []routing.AgencyConfig{{ID: "agri-brigade", NameZH: "农业执法", Level: "district"}, {ID: "river-police", NameZH: "水上派出所", Level: "district"}},
-		Grids:       []routing.GridConfig{{Code: "HM", NameZH: "海门"}, {Code: "HM-ZY-QZ-03", NameZH: "三网格", Parent: "HM"}},
-		Cameras:     []routing.CameraConfig{{ID: "lixin-sluice-east", Grid: "HM-ZY-QZ-03"}},
-		SLAProfiles: []routing.SLAProfileConfig{{Name: "standard", Accept: 5 * time.Minute}},
-		Rules: []routing.RuleConfig{{Match: routing.MatchConfig{Types: []string{"illegal_fishing"}},
-			Result: routing.ResultConfig{Lead: "agri-brigade", Support: []string{"river-police"}, SLAProfile: "standard"}}},
-	}
+	cfg := testRouting()
 	r, err := routing.New(&cfg)
 	if err != nil {
 		t.Fatal(err)

@@ -6,9 +6,11 @@ import (
 	"net/url"
 	"sync"
 	"testing"
+	"time"
 
 	"golang.org/x/crypto/bcrypt"
 
+	"github.com/xueliang/xl/central/internal/routing"
 	"github.com/xueliang/xl/central/internal/store"
 )
 
@@ -51,4 +53,18 @@ func tokenFor(t testing.TB, us Users, username string) string {
 		t.Fatal(err)
 	}
 	return tok
+}
+
+// testRouting is the reference case in small: illegal fishing at the
+// Lixin sluice goes to the agricultural brigade (lead) and the river
+// police (support), dispatched at once.
+func testRouting() routing.Config {
+	return routing.Config{
+		Agencies:    []routing.AgencyConfig{{ID: "agri-brigade", NameZH: "农业执法", Level: "district"}, {ID: "river-police", NameZH: "水上派出所", Level: "district"}},
+		Grids:       []routing.GridConfig{{Code: "HM", NameZH: "海门"}, {Code: "HM-ZY-QZ-03", NameZH: "三网格", Parent: "HM"}},
+		Cameras:     []routing.CameraConfig{{ID: "lixin-sluice-east", Grid: "HM-ZY-QZ-03"}},
+		SLAProfiles: []routing.SLAProfileConfig{{Name: "standard", Accept: 5 * time.Minute}},
+		Rules: []routing.RuleConfig{{Match: routing.MatchConfig{Types: []string{"illegal_fishing"}},
+			Result: routing.ResultConfig{Lead: "agri-brigade", Support: []string{"river-police"}, SLAProfile: "standard", Dispatch: "auto"}}},
+	}
 }
