@@ -4,7 +4,7 @@
 GO       ?= go
 FUZZTIME ?= 30s
 BIN      := bin
-CMDS     := ./central/cmd/xl-central ./agent/cmd/xl-agent ./agent/cmd/xl-camsim
+CMDS     := ./central/cmd/xl-central ./agent/cmd/xl-agent ./agent/cmd/xl-camsim ./agent/cmd/xl-loadgen
 
 # Go from the official tarball (what deploy/scripts/deps.sh installs).
 ifeq ($(findstring /usr/local/go/bin,$(PATH)),)
@@ -44,7 +44,7 @@ deps: ## install missing Debian packages (and Go if too old): deploy/scripts/dep
 build: ## build xl-central, xl-agent and xl-camsim into bin/
 	@mkdir -p $(BIN)
 	$(GO) build -ldflags "$(LDFLAGS)" -o $(BIN)/ $(CMDS)
-	@echo "built $(VERSION) ($(COMMIT)): $(BIN)/xl-central $(BIN)/xl-agent $(BIN)/xl-camsim"
+	@echo "built $(VERSION) ($(COMMIT)): $(BIN)/xl-central $(BIN)/xl-agent $(BIN)/xl-camsim $(BIN)/xl-loadgen"
 
 test: deps test-short ## deps, build, vet, tests (-race except packages using gocv)
 
