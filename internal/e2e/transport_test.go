@@ -95,7 +95,9 @@ type stored struct {
 }
 
 // selftestAlerts lists every selftest alert central stored, in arrival order.
-func (c *centralProc) selftestAlerts() ([]stored, error) { return storedAlerts(c.base, "type=selftest") }
+func (c *centralProc) selftestAlerts() ([]stored, error) {
+	return storedAlerts(c.base, "type=selftest")
+}
 
 // storedAlerts lists the alerts at central base matching the API query
 // (e.g. "type=selftest", or "" for all), in arrival order.
