@@ -18,6 +18,7 @@
 //	XL_SCALE_MAX_RATES  alerts/s of the capacity steps, e.g. "500,1000,2000,4000" ("" skips them)
 //	XL_SCALE_MAX_CAMERAS cameras of the capacity steps (default 10000)
 //	XL_SCALE_DURATION   traffic per step (default 75s; capacity steps 45s)
+//	XL_SCALE_STATUS_INTERVAL  each simulated agent's heartbeat (default 30s, as xl-agent's)
 //	XL_SCALE_PG_DSN     PostgreSQL (default: the test role of deploy/scripts/postgres.sh)
 package main
 

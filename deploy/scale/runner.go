@@ -305,7 +305,7 @@ func (r *runner) step(ctx context.Context, s step) (res result, err error) {
 	lg, err := r.start("loadgen-"+slug(s.name), []string{"XL_LOADGEN_PASSWORD=" + agentPassword}, &syncWriter{b: summary},
 		filepath.Join(r.bin, "xl-loadgen"), "--broker", brokerURL, "--agents", strconv.Itoa(res.Agents),
 		"--cameras-per-agent", strconv.Itoa(camerasPerAgent), "--rate", s.rate, "--duration", s.duration.String(),
-		"--seed", "2026", "--ramp", "1000", "--evidence", "0.05", "--metrics", fmt.Sprintf("127.0.0.1:%d", lgPort), "--log-level", "warn")
+		"--seed", "2026", "--ramp", "1000", "--evidence", "0.05", "--status-interval", env("XL_SCALE_STATUS_INTERVAL", "30s"), "--metrics", fmt.Sprintf("127.0.0.1:%d", lgPort), "--log-level", "warn")
 	if err != nil {
 		return res, err
 	}
