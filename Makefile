@@ -4,7 +4,7 @@
 GO       ?= go
 FUZZTIME ?= 30s
 BIN      := bin
-CMDS     := ./central/cmd/xl-central ./agent/cmd/xl-agent ./agent/cmd/xl-camsim
+CMDS     := ./central/cmd/xl-central ./agent/cmd/xl-agent ./agent/cmd/xl-camsim ./agent/cmd/xl-loadgen
 
 # Go from the official tarball (what deploy/scripts/deps.sh installs).
 ifeq ($(findstring /usr/local/go/bin,$(PATH)),)
@@ -31,7 +31,7 @@ GO_ALL     := $(wildcard $(shell git ls-files -co --exclude-standard '*.go' 2>/d
 	find . -name '*.go' -not -path './.git/*'))
 
 .DEFAULT_GOAL := help
-.PHONY: help deps build test test-short demo bench fuzz lint fmt clean
+.PHONY: help deps build test test-short demo bench fuzz lint fmt clean scale
 
 help: ## show this list
 	@echo "Usage: make TARGET [GO=go] [FUZZTIME=30s]"
@@ -44,7 +44,7 @@ deps: ## install missing Debian packages (and Go if too old): deploy/scripts/dep
 build: ## build xl-central, xl-agent and xl-camsim into bin/
 	@mkdir -p $(BIN)
 	$(GO) build -ldflags "$(LDFLAGS)" -o $(BIN)/ $(CMDS)
-	@echo "built $(VERSION) ($(COMMIT)): $(BIN)/xl-central $(BIN)/xl-agent $(BIN)/xl-camsim"
+	@echo "built $(VERSION) ($(COMMIT)): $(BIN)/xl-central $(BIN)/xl-agent $(BIN)/xl-camsim $(BIN)/xl-loadgen"
 
 test: deps test-short ## deps, build, vet, tests (-race except packages using gocv)
 
@@ -57,6 +57,9 @@ demo: deps build ## run central, camsim and agent locally until Ctrl-C (DEMO_DUR
 bench: deps build ## run the benchmarks (numbers, with same-run baselines)
 	XL_BIN_DIR="$(CURDIR)/$(BIN)" $(GO) test -run '^$$' -bench . -benchmem -timeout 30m $$($(GO) list ./... | grep -v /internal/e2e)
 	XL_BIN_DIR="$(CURDIR)/$(BIN)" $(GO) test -run '^$$' -bench . -benchtime 1x -timeout 20m ./internal/e2e
+
+scale: deps build ## scale runs: Mosquitto, PostgreSQL, 1-3 centrals, xl-loadgen at 10k-100k cameras (docs/scale.md; ~15 min)
+	XL_BIN_DIR="$(CURDIR)/$(BIN)" $(GO) run ./deploy/scale
 
 fuzz: ## fuzz the alert decoder for FUZZTIME (default 30s)
 	$(GO) test ./internal/wire -run '^$$' -fuzz FuzzDecodeAlert -fuzztime $(FUZZTIME)

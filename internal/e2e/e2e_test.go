@@ -23,7 +23,7 @@ import (
 	"github.com/xueliang/xl/internal/testenv"
 )
 
-// buildBinaries builds the three commands once into a temporary directory
+// buildBinaries builds the commands once into a temporary directory
 // (or uses $XL_BIN_DIR when make has built them already).
 func buildBinaries(t testing.TB) string {
 	t.Helper()
@@ -31,7 +31,7 @@ func buildBinaries(t testing.TB) string {
 		return dir
 	}
 	dir := t.TempDir()
-	cmd := exec.Command("go", "build", "-o", dir+string(os.PathSeparator), "./agent/cmd/xl-agent", "./agent/cmd/xl-camsim", "./central/cmd/xl-central")
+	cmd := exec.Command("go", "build", "-o", dir+string(os.PathSeparator), "./agent/cmd/xl-agent", "./agent/cmd/xl-camsim", "./central/cmd/xl-central", "./agent/cmd/xl-loadgen")
 	cmd.Dir = testenv.RepoRoot(t)
 	if out, err := cmd.CombinedOutput(); err != nil {
 		t.Fatalf("build: %v\n%s", err, out)

@@ -96,10 +96,16 @@ type stored struct {
 
 // selftestAlerts lists every selftest alert central stored, in arrival order.
 func (c *centralProc) selftestAlerts() ([]stored, error) {
+	return storedAlerts(c.base, "type=selftest")
+}
+
+// storedAlerts lists the alerts at central base matching the API query
+// (e.g. "type=selftest", or "" for all), in arrival order.
+func storedAlerts(base, query string) ([]stored, error) {
 	var all []stored
 	before := ""
 	for {
-		resp, err := apiGet(c.base + "/api/v1/alerts?type=selftest&limit=1000" + before)
+		resp, err := apiGet(base + "/api/v1/alerts?limit=1000&" + query + before)
 		if err != nil {
 			return nil, err
 		}
