@@ -52,12 +52,10 @@ const (
 // written; one writer (Run) stores all pending statuses in one batch.
 // New → Run(ctx) → Close; Close writes what is still pending.
 type statusCoalescer struct {
-	store interface {
-		PutAgentStatuses(ctx context.Context, sts []store.AgentStatus) error
-	}
-	m    *metrics
-	log  *slog.Logger
-	opts statusOptions
+	store statusWriter
+	m     *metrics
+	log   *slog.Logger
+	opts  statusOptions
 
 	mu      sync.Mutex
 	pending map[string]store.AgentStatus // by agent ID, the newest arrival
@@ -71,7 +69,12 @@ type statusCoalescer struct {
 	cancel  context.CancelFunc
 }
 
-func newStatusCoalescer(st Store, m *metrics, log *slog.Logger, opts statusOptions) *statusCoalescer {
+// statusWriter is the part of Store the coalescer uses.
+type statusWriter interface {
+	PutAgentStatuses(ctx context.Context, sts []store.AgentStatus) error
+}
+
+func newStatusCoalescer(st statusWriter, m *metrics, log *slog.Logger, opts statusOptions) *statusCoalescer {
 	if opts.Interval <= 0 {
 		opts.Interval = defaultStatusInterval
 	}
