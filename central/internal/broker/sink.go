@@ -14,7 +14,9 @@ import (
 // Sink takes what agents publish before the broker acknowledges it.
 type Sink interface {
 	// Deliver stores a message and reports whether it did; false means it
-	// could not be stored (central is stopping).
+	// could not be stored (central is stopping). An agent status is
+	// reported once intake holds it, before it is stored (it is state,
+	// retained here and repeated by the agent's next heartbeat).
 	Deliver(topic string, payload []byte) bool
 	// DeliverAsync stores a message and calls done once it is stored
 	// (true) or could not be (false), possibly from another goroutine and

@@ -2,6 +2,8 @@
 // validates it against the wire contract and stores it idempotently.
 // A message is acknowledged to the broker only once it is stored or
 // definitively rejected, so nothing that was sent is lost to a store hiccup.
+// Agent statuses are the exception: they are state, kept per agent and
+// stored in batches after they are acknowledged (status.go).
 package intake
 
 import (
@@ -30,7 +32,10 @@ type Store interface {
 	InsertAlerts(ctx context.Context, alerts []*wire.Alert, receivedAt time.Time) ([]bool, error)
 	PutEvidence(ctx context.Context, ev store.Evidence) (bool, error)
 	PutEvidencePart(ctx context.Context, p store.EvidencePart) (stored bool, err error)
-	PutAgentStatus(ctx context.Context, st *wire.Status, seen time.Time) error
+	// PutAgentStatuses records agents' statuses in one transaction; a
+	// later status of an agent wins over an earlier one, in the slice and
+	// across calls, whatever their timestamps.
+	PutAgentStatuses(ctx context.Context, sts []store.AgentStatus) error
 }
 
 // Rejection reasons intake adds to the wire decoder's.
@@ -51,6 +56,12 @@ type metrics struct {
 	retries   prometheus.Counter
 	commands  *prometheus.CounterVec
 	batch     prometheus.Histogram
+
+	statusCoalesced prometheus.Counter
+	statusFlushes   prometheus.Counter
+	statusBatch     prometheus.Histogram
+	statusPending   prometheus.Gauge
+	statusDropped   prometheus.Counter
 }
 
 func newMetrics(reg prometheus.Registerer) *metrics {
@@ -76,6 +87,16 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 			Help: "Store writes retried after an error."}),
 		batch: f.NewHistogram(prometheus.HistogramOpts{Name: "xl_central_store_batch_alerts",
 			Help: "Alerts committed per store transaction (group commit).", Buckets: prometheus.ExponentialBuckets(1, 2, 10)}),
+		statusCoalesced: f.NewCounter(prometheus.CounterOpts{Name: "xl_central_statuses_coalesced_total",
+			Help: "Agent statuses replaced, before they were stored, by a newer one of the same agent."}),
+		statusFlushes: f.NewCounter(prometheus.CounterOpts{Name: "xl_central_status_flushes_total",
+			Help: "Store transactions that wrote pending agent statuses."}),
+		statusBatch: f.NewHistogram(prometheus.HistogramOpts{Name: "xl_central_store_batch_statuses",
+			Help: "Agent statuses committed per store transaction.", Buckets: prometheus.ExponentialBuckets(1, 4, 8)}),
+		statusPending: f.NewGauge(prometheus.GaugeOpts{Name: "xl_central_statuses_pending",
+			Help: "Agents whose newest status waits to be stored."}),
+		statusDropped: f.NewCounter(prometheus.CounterOpts{Name: "xl_central_statuses_dropped_total",
+			Help: "Agent statuses not stored at shutdown (the agents' next heartbeats repeat them)."}),
 		commands: f.NewCounterVec(prometheus.CounterOpts{Name: "xl_central_commands_total",
 			Help: "Commands to agents, by command and outcome (sent, answered, timeout)."}, []string{"cmd", "outcome"}),
 	}
@@ -106,6 +127,7 @@ type Intake struct {
 	subscribe bool   // subscribe to the agents' topics (external broker)
 	group     string // shared-subscription group of the replicas; "": none
 	writes    chan alertWrite
+	statuses  *statusCoalescer
 	onAck     func(agencyID string, ack *wire.OrderAck) bool
 	onStored  func(ctx context.Context, alerts []*wire.Alert)
 }
@@ -136,6 +158,7 @@ func New(cfg mqttc.Config, st Store, dec wire.Decoder, subscribe bool, reg prome
 	ctx, cancel := context.WithCancel(context.Background())
 	in := &Intake{cfg: cfg, store: st, dec: dec, log: log.With("component", "intake"), m: newMetrics(reg), ctx: ctx, cancel: cancel,
 		waiters: map[string]chan *wire.CmdReply{}, subscribe: subscribe, writes: make(chan alertWrite, maxBatch)}
+	in.statuses = newStatusCoalescer(st, in.m, in.log, statusOptions{})
 	opts, err := cfg.Options()
 	if err != nil {
 		cancel()
@@ -189,6 +212,7 @@ func (in *Intake) Run(ctx context.Context) error {
 	in.client.Connect() // with ConnectRetry, this keeps trying in the background
 	var wg sync.WaitGroup
 	wg.Go(in.writeLoop)
+	wg.Go(func() { in.statuses.Run(in.ctx) })
 	select {
 	case <-ctx.Done():
 	case <-in.ctx.Done():
@@ -272,12 +296,13 @@ func (in *Intake) storeAlert(a *wire.Alert, done func(ok, inserted bool)) {
 	}
 }
 
-// Close disconnects from the broker.
+// Close disconnects from the broker, then stores the agent statuses still
+// pending (bounded by a deadline).
 func (in *Intake) Close() error {
 	in.cancel()
 	in.client.Disconnect(500)
 	in.m.connected.Set(0)
-	return nil
+	return in.statuses.Close()
 }
 
 // ShareGroup makes intake subscribe to what agents and agencies send
@@ -337,8 +362,9 @@ func (in *Intake) handle(_ mqtt.Client, msg mqtt.Message) {
 		return
 	}
 	// Alerts are acknowledged when their batch is committed, so the
-	// handler can take the next message meanwhile; everything else is
-	// stored before the handler returns.
+	// handler can take the next message meanwhile; statuses once the
+	// coalescer has them (see handleStatus); everything else is stored
+	// before the handler returns.
 	if t, err := wire.ParseAgentTopic(msg.Topic()); err == nil && t.Kind == wire.KindAlerts {
 		in.m.received.WithLabelValues(t.Kind).Inc()
 		in.deliverAlert(t, msg.Payload(), func(ok bool) {
@@ -371,7 +397,9 @@ func (in *Intake) DeliverAsync(topic string, payload []byte, done func(stored bo
 // Deliver validates and stores one message an agent published. It returns
 // true once the message is stored or definitively rejected, and false when
 // it could not be stored (central is stopping): the message must then be
-// delivered again. The embedded broker calls it before acknowledging the
+// delivered again. An agent status is the exception: it is state, not an
+// event, so Deliver returns true once the status coalescer has taken it,
+// before it is stored (handleStatus). The embedded broker calls it before acknowledging the
 // agent; with an external broker it is called for each subscribed message.
 func (in *Intake) Deliver(topic string, payload []byte) bool {
 	t, err := wire.ParseAgentTopic(topic)
@@ -511,6 +539,13 @@ func (in *Intake) handleEvidencePart(t wire.AgentTopic, payload []byte) bool {
 	return ok
 }
 
+// handleStatus validates an agent status and hands it to the coalescer,
+// which stores the newest of each agent in batches. It reports true once
+// the coalescer has taken it, before it is stored: a status is state,
+// retained on the broker and repeated by the agent's next heartbeat, so a
+// crash of central loses at most the last flush window of statuses (never
+// an alert, which is acknowledged only once stored). False: central is
+// stopping and the message must come again.
 func (in *Intake) handleStatus(t wire.AgentTopic, payload []byte) bool {
 	if len(payload) == 0 {
 		return true // a cleared retained status
@@ -524,10 +559,7 @@ func (in *Intake) handleStatus(t wire.AgentTopic, payload []byte) bool {
 		in.reject(wire.KindStatus, ReasonAgentMismatch, fmt.Errorf("payload agent_id %q published under agent %q", st.AgentID, t.AgentID))
 		return true
 	}
-	in.log.Info("agent status", "agent_id", st.AgentID, "state", st.State)
-	return in.retry("status "+st.AgentID, func(ctx context.Context) error {
-		return in.store.PutAgentStatus(ctx, st, time.Now())
-	})
+	return in.statuses.Put(st, time.Now())
 }
 
 // ErrNoReply is returned by Command when the agent did not answer in time.

@@ -178,18 +178,33 @@ func testStoresOnceAndRejectsBadInput(t *testing.T, viaSink bool) {
 	}
 }
 
+// A status is stored through the coalescer in both modes; an "offline"
+// dated before the "online" that preceded it still wins (a last will).
 func TestIntakeRecordsAgentStatus(t *testing.T) {
-	r := start(t, true)
-	st := &wire.Status{AgentID: "a1", State: wire.StateOnline, Version: "1.0", TS: time.Now(),
-		Cameras: []wire.CameraStatus{{CameraID: "cam-1", State: "streaming", FPS: 10}}}
-	b, _ := wire.Marshal(st)
-	if err := mqttc.Wait(r.agent.Publish(wire.StatusTopic("a1"), 1, true, b), 5*time.Second); err != nil {
-		t.Fatal(err)
+	for _, viaSink := range []bool{false, true} {
+		t.Run(map[bool]string{false: "subscribed", true: "broker-sink"}[viaSink], func(t *testing.T) {
+			r := start(t, viaSink)
+			st := &wire.Status{AgentID: "a1", State: wire.StateOnline, Version: "1.0", TS: time.Now(),
+				Cameras: []wire.CameraStatus{{CameraID: "cam-1", State: "streaming", FPS: 10}}}
+			b, _ := wire.Marshal(st)
+			if err := mqttc.Wait(r.agent.Publish(wire.StatusTopic("a1"), 1, true, b), 5*time.Second); err != nil {
+				t.Fatal(err)
+			}
+			waitFor(t, "agent stored", func() bool {
+				ags, _ := r.st.ListAgents(context.Background())
+				return len(ags) == 1 && ags[0].State == wire.StateOnline && len(ags[0].Cameras) == 1
+			})
+			off := &wire.Status{AgentID: "a1", State: wire.StateOffline, TS: st.TS.Add(-time.Minute)}
+			b, _ = wire.Marshal(off)
+			if err := mqttc.Wait(r.agent.Publish(wire.StatusTopic("a1"), 1, true, b), 5*time.Second); err != nil {
+				t.Fatal(err)
+			}
+			waitFor(t, "agent offline", func() bool {
+				ags, _ := r.st.ListAgents(context.Background())
+				return len(ags) == 1 && ags[0].State == wire.StateOffline
+			})
+		})
 	}
-	waitFor(t, "agent stored", func() bool {
-		ags, _ := r.st.ListAgents(context.Background())
-		return len(ags) == 1 && ags[0].State == wire.StateOnline && len(ags[0].Cameras) == 1
-	})
 }
 
 func TestOnStoredSeesFirstStoresOnly(t *testing.T) {

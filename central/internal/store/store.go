@@ -77,6 +77,13 @@ type AgentRecord struct {
 	LastSeen      time.Time // when central last heard from the agent
 }
 
+// AgentStatus is one agent status to record: the message as received and
+// when central received it.
+type AgentStatus struct {
+	Status *wire.Status
+	Seen   time.Time
+}
+
 // Incident groups alerts of one (camera, type, zone) that arrive within the
 // incident window of each other.
 type Incident struct {

@@ -345,20 +345,58 @@ func (s *Store) PutEvidencePart(ctx context.Context, p store.EvidencePart) (stor
 // will ("offline") carries the time it connected, which is older than the
 // statuses it sent since.
 func (s *Store) PutAgentStatus(ctx context.Context, st *wire.Status, seen time.Time) error {
-	cams, err := json.Marshal(st.Cameras)
-	if err != nil {
-		return err
+	return s.PutAgentStatuses(ctx, []store.AgentStatus{{Status: st, Seen: seen}})
+}
+
+// putAgentStatuses upserts a batch of agents in one statement (one round
+// trip, one implicit transaction).
+const putAgentStatuses = `INSERT INTO agents (agent_id, state, version, config_version, cameras, status_at, last_seen)
+	SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::int8[], $7::int8[])
+	ON CONFLICT (agent_id) DO UPDATE SET
+		state = excluded.state, version = excluded.version, config_version = excluded.config_version,
+		cameras = excluded.cameras, status_at = excluded.status_at, last_seen = excluded.last_seen`
+
+// PutAgentStatuses records agents' statuses in one statement, each as
+// PutAgentStatus does: a later status of the same agent, in the slice or
+// in a later call, wins whatever its timestamp.
+func (s *Store) PutAgentStatuses(ctx context.Context, sts []store.AgentStatus) error {
+	// One row per agent (an upsert may not touch a row twice): the last
+	// of each agent's statuses. Rows go in agent order, so that replicas
+	// writing overlapping batches lock them in the same order.
+	last := make(map[string]int, len(sts))
+	for i, a := range sts {
+		last[a.Status.AgentID] = i
 	}
-	_, err = s.pool.Exec(ctx, `INSERT INTO agents (agent_id, state, version, config_version, cameras, status_at, last_seen)
-		VALUES ($1, $2, $3, $4, $5, $6, $7)
-		ON CONFLICT (agent_id) DO UPDATE SET
-			state = excluded.state, version = excluded.version, config_version = excluded.config_version,
-			cameras = excluded.cameras, status_at = excluded.status_at, last_seen = excluded.last_seen`,
-		st.AgentID, string(st.State), st.Version, st.ConfigVersion, string(cams), st.TS.UnixNano(), seen.UnixNano())
-	if err != nil {
-		return fmt.Errorf("postgres: agent status %s: %w", st.AgentID, err)
+	if len(last) == 0 {
+		return nil
 	}
-	return nil
+	agents := make([]string, 0, len(last))
+	for id := range last {
+		agents = append(agents, id)
+	}
+	slices.Sort(agents)
+	n := len(agents)
+	states, versions, configs, cams := make([]string, n), make([]string, n), make([]string, n), make([]string, n)
+	statusAt, seen := make([]int64, n), make([]int64, n)
+	for k, id := range agents {
+		a := sts[last[id]]
+		c, err := json.Marshal(a.Status.Cameras)
+		if err != nil {
+			return err
+		}
+		states[k], versions[k], configs[k], cams[k] = string(a.Status.State), a.Status.Version, a.Status.ConfigVersion, string(c)
+		statusAt[k], seen[k] = a.Status.TS.UnixNano(), a.Seen.UnixNano()
+	}
+	for attempt := 0; ; attempt++ {
+		_, err := s.pool.Exec(ctx, putAgentStatuses, agents, states, versions, configs, cams, statusAt, seen)
+		if err == nil {
+			return nil
+		}
+		if attempt < 3 && retryable(err) {
+			continue
+		}
+		return fmt.Errorf("postgres: %d agent statuses: %w", n, err)
+	}
 }
 
 // MarkAllOffline records every agent as offline without touching its status

@@ -232,18 +232,43 @@ func (s *Store) PutEvidencePart(ctx context.Context, p store.EvidencePart) (stor
 // will ("offline") carries the time it connected, which is older than the
 // statuses it sent since.
 func (s *Store) PutAgentStatus(ctx context.Context, st *wire.Status, seen time.Time) error {
-	cams, err := json.Marshal(st.Cameras)
-	if err != nil {
-		return err
+	return s.PutAgentStatuses(ctx, []store.AgentStatus{{Status: st, Seen: seen}})
+}
+
+// PutAgentStatuses records agents' statuses in one transaction, each as
+// PutAgentStatus does: a later status of the same agent, in the slice or
+// in a later call, wins whatever its timestamp.
+func (s *Store) PutAgentStatuses(ctx context.Context, sts []store.AgentStatus) error {
+	if len(sts) == 0 {
+		return nil
 	}
-	_, err = s.db.ExecContext(ctx, `INSERT INTO agents (agent_id, state, version, config_version, cameras, status_at, last_seen)
+	tx, err := s.db.BeginTx(ctx, nil)
+	if err != nil {
+		return fmt.Errorf("sqlite: %w", err)
+	}
+	defer tx.Rollback()
+	stmt, err := tx.PrepareContext(ctx, `INSERT INTO agents (agent_id, state, version, config_version, cameras, status_at, last_seen)
 		VALUES (?, ?, ?, ?, ?, ?, ?)
 		ON CONFLICT (agent_id) DO UPDATE SET
 			state = excluded.state, version = excluded.version, config_version = excluded.config_version,
-			cameras = excluded.cameras, status_at = excluded.status_at, last_seen = excluded.last_seen`,
-		st.AgentID, string(st.State), st.Version, st.ConfigVersion, string(cams), st.TS.UnixNano(), seen.UnixNano())
+			cameras = excluded.cameras, status_at = excluded.status_at, last_seen = excluded.last_seen`)
 	if err != nil {
-		return fmt.Errorf("sqlite: agent status %s: %w", st.AgentID, err)
+		return fmt.Errorf("sqlite: %w", err)
+	}
+	defer stmt.Close()
+	for _, a := range sts {
+		st := a.Status
+		cams, err := json.Marshal(st.Cameras)
+		if err != nil {
+			return err
+		}
+		if _, err := stmt.ExecContext(ctx, st.AgentID, string(st.State), st.Version, st.ConfigVersion, string(cams),
+			st.TS.UnixNano(), a.Seen.UnixNano()); err != nil {
+			return fmt.Errorf("sqlite: agent status %s: %w", st.AgentID, err)
+		}
+	}
+	if err := tx.Commit(); err != nil {
+		return fmt.Errorf("sqlite: commit %d agent statuses: %w", len(sts), err)
 	}
 	return nil
 }

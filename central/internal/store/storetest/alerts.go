@@ -297,6 +297,71 @@ func testAgentStatus(t *testing.T, open func(*testing.T) Store) {
 	}
 }
 
+// testAgentStatuses: a batch records each agent as PutAgentStatus does,
+// over rows already there, with the last of an agent's statuses winning
+// within the batch whatever its timestamp (an "offline" last will after a
+// heartbeat).
+func testAgentStatuses(t *testing.T, open func(*testing.T) Store) {
+	s := open(t)
+	ctx := t.Context()
+	if err := s.PutAgentStatuses(ctx, nil); err != nil {
+		t.Fatalf("empty batch: %v", err)
+	}
+	if err := s.PutAgentStatus(ctx, &wire.Status{AgentID: "a0", State: wire.StateOnline, Version: "0.9", TS: t0}, t0); err != nil {
+		t.Fatal(err)
+	}
+	cams := []wire.CameraStatus{{CameraID: "c1", State: "streaming", FPS: 5}}
+	const n = 600
+	var batch []store.AgentStatus
+	for i := range n {
+		id := fmt.Sprintf("a%d", i)
+		batch = append(batch, store.AgentStatus{Status: &wire.Status{AgentID: id, State: wire.StateOnline, Version: "1.0",
+			ConfigVersion: "cfg-" + id, Cameras: cams, TS: t0.Add(time.Duration(i))}, Seen: t0.Add(time.Second)})
+	}
+	// a7's heartbeat, then its last will dated when it connected.
+	batch = append(batch, store.AgentStatus{Status: &wire.Status{AgentID: "a7", State: wire.StateOffline, Version: "1.0",
+		TS: t0.Add(-time.Minute)}, Seen: t0.Add(2 * time.Second)})
+	if err := s.PutAgentStatuses(ctx, batch); err != nil {
+		t.Fatal(err)
+	}
+	ags, err := s.ListAgents(ctx)
+	if err != nil || len(ags) != n {
+		t.Fatalf("%d agents (%v), want %d", len(ags), err, n)
+	}
+	for _, a := range ags {
+		var i int
+		if _, err := fmt.Sscanf(a.AgentID, "a%d", &i); err != nil {
+			t.Fatalf("agent %q", a.AgentID)
+		}
+		if i == 7 {
+			if a.State != wire.StateOffline || a.StatusAt != t0.Add(-time.Minute) || a.LastSeen != t0.Add(2*time.Second) ||
+				a.ConfigVersion != "" || len(a.Cameras) != 0 {
+				t.Fatalf("the last status of a7 in the batch must win: %+v", a)
+			}
+			continue
+		}
+		if a.State != wire.StateOnline || a.Version != "1.0" || a.ConfigVersion != "cfg-"+a.AgentID || !slices.Equal(a.Cameras, cams) ||
+			a.StatusAt != t0.Add(time.Duration(i)) || a.LastSeen != t0.Add(time.Second) {
+			t.Fatalf("agent %s: %+v", a.AgentID, a)
+		}
+	}
+	// A later batch wins over the rows, again whatever the timestamps.
+	if err := s.PutAgentStatuses(ctx, []store.AgentStatus{
+		{Status: &wire.Status{AgentID: "a0", State: wire.StateOffline, TS: t0.Add(-time.Hour)}, Seen: t0.Add(3 * time.Second)},
+		{Status: &wire.Status{AgentID: "a7", State: wire.StateOnline, TS: t0}, Seen: t0.Add(3 * time.Second)},
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if ags, _ = s.ListAgents(ctx); ags[0].AgentID != "a0" || ags[0].State != wire.StateOffline || ags[0].StatusAt != t0.Add(-time.Hour) {
+		t.Fatalf("a0 after the second batch: %+v", ags[0])
+	}
+	for _, a := range ags {
+		if a.AgentID == "a7" && (a.State != wire.StateOnline || a.LastSeen != t0.Add(3*time.Second)) {
+			t.Fatalf("a7 after the second batch: %+v", a)
+		}
+	}
+}
+
 func testReopenKeepsData(t *testing.T, open func(*testing.T) Store) {
 	s := open(t)
 	ctx := t.Context()

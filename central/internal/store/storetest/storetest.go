@@ -37,6 +37,8 @@ type Central interface {
 	Close() error
 	InsertAlert(ctx context.Context, a *wire.Alert, receivedAt time.Time) (bool, error)
 	MarkAllOffline(ctx context.Context) error
+	PutAgentStatus(ctx context.Context, st *wire.Status, seen time.Time) error
+	PutAgentStatuses(ctx context.Context, sts []store.AgentStatus) error
 	GetOrder(ctx context.Context, id string) (store.OrderRecord, error)
 	IncidentAlertIDs(ctx context.Context, id string, limit int) ([]string, error)
 	AuditOf(ctx context.Context, entity, id string) ([]audit.Entry, error)
@@ -70,6 +72,7 @@ func Run(t *testing.T, open func(t *testing.T) Store) {
 		{"ListFiltersAndOrder", testListFiltersAndOrder},
 		{"PagingVisitsEveryAlertOnce", testPaging},
 		{"AgentStatusLastArrivalWins", testAgentStatus},
+		{"AgentStatusesInOneBatch", testAgentStatuses},
 		{"ReopenKeepsData", testReopenKeepsData},
 		{"IncidentsCRUDAndConflicts", testIncidents},
 		{"IncidentAlerts", testIncidentAlerts},
