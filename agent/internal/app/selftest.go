@@ -24,7 +24,13 @@ import (
 // alert is on disk and "DRAINED" at the end. With count 0 it only drains
 // what an earlier run left. Operators use it to check the path to central;
 // the fault tests use it to raise alerts on demand.
-func SelfTest(ctx context.Context, cfg *Config, count, cameras, batch int, interval time.Duration, out io.Writer, log *slog.Logger) error {
+//
+// clockOffset is a test hook for an edge box whose clock is wrong: every
+// timestamp the self-test stamps (the alert ID's time, started_at,
+// detected_at, published_at) is time.Now()+clockOffset. Go reads the clock
+// through the vDSO, so faking the system clock for one process (libfaketime)
+// does not work; this offsets exactly what a skewed box would send.
+func SelfTest(ctx context.Context, cfg *Config, count, cameras, batch int, interval, clockOffset time.Duration, out io.Writer, log *slog.Logger) error {
 	if cameras < 1 {
 		cameras = 1
 	}
@@ -53,12 +59,16 @@ func SelfTest(ctx context.Context, cfg *Config, count, cameras, batch int, inter
 	for i := 0; i < count; i += batch {
 		var alerts []*wire.Alert
 		for j := i; j < min(i+batch, count); j++ {
-			now := time.Now()
-			alerts = append(alerts, &wire.Alert{
+			now := time.Now().Add(clockOffset)
+			a := &wire.Alert{
 				AlertID: wire.NewULID(now), EventID: fmt.Sprintf("selftest-%06d", j), Phase: wire.PhaseStart,
 				AgentID: cfg.Agent.ID, CameraID: fmt.Sprintf("selftest-%d", j%cameras), Type: "selftest", Severity: 4,
 				Zone: "selftest", StartedAt: now, DetectedAt: now, ConfigVersion: cfg.Version,
-			})
+			}
+			if clockOffset != 0 {
+				a.PublishedAt = now // else the publisher stamps its (correct) clock
+			}
+			alerts = append(alerts, a)
 		}
 		if err := pub.PublishAll(alerts); err != nil {
 			return err
