@@ -31,7 +31,7 @@ GO_ALL     := $(wildcard $(shell git ls-files -co --exclude-standard '*.go' 2>/d
 	find . -name '*.go' -not -path './.git/*'))
 
 .DEFAULT_GOAL := help
-.PHONY: help deps build test test-short demo bench fuzz lint fmt clean
+.PHONY: help deps build test test-short demo bench faults fuzz lint fmt clean
 
 help: ## show this list
 	@echo "Usage: make TARGET [GO=go] [FUZZTIME=30s]"
@@ -57,6 +57,9 @@ demo: deps build ## run central, camsim and agent locally until Ctrl-C (DEMO_DUR
 bench: deps build ## run the benchmarks (numbers, with same-run baselines)
 	XL_BIN_DIR="$(CURDIR)/$(BIN)" $(GO) test -run '^$$' -bench . -benchmem -timeout 30m $$($(GO) list ./... | grep -v /internal/e2e)
 	XL_BIN_DIR="$(CURDIR)/$(BIN)" $(GO) test -run '^$$' -bench . -benchtime 1x -timeout 20m ./internal/e2e
+
+faults: deps build ## fault suite as root, ~20 min (XL_FAULT_PARTITION=10m): deploy/scripts/faults.sh
+	@GO="$(GO)" XL_BIN_DIR="$(CURDIR)/$(BIN)" bash deploy/scripts/faults.sh
 
 fuzz: ## fuzz the alert decoder for FUZZTIME (default 30s)
 	$(GO) test ./internal/wire -run '^$$' -fuzz FuzzDecodeAlert -fuzztime $(FUZZTIME)

@@ -807,21 +807,30 @@ func faultClockSkew(t *testing.T, bin string, row *faultRow, skew time.Duration)
 // /metrics (0 when absent).
 func metricValueAt(t *testing.T, base, series string) float64 {
 	t.Helper()
-	resp, err := http.Get(base + "/metrics")
+	f, err := metricAt(base, series)
 	if err != nil {
 		t.Fatal(err)
+	}
+	return f
+}
+
+// metricAt is metricValueAt for polling: errors are returned.
+func metricAt(base, series string) (float64, error) {
+	resp, err := http.Get(base + "/metrics")
+	if err != nil {
+		return 0, err
 	}
 	defer resp.Body.Close()
 	body, _ := io.ReadAll(resp.Body)
 	v := metricLine(string(body), series)
 	if v == "" {
-		return 0
+		return 0, nil
 	}
 	f, err := strconv.ParseFloat(v, 64)
 	if err != nil {
-		t.Fatalf("%s %s: %v", series, v, err)
+		return 0, fmt.Errorf("%s %s: %w", series, v, err)
 	}
-	return f
+	return f, nil
 }
 
 // --- camera flapping -----------------------------------------------------------
@@ -845,9 +854,11 @@ func faultCameraFlap(t *testing.T, bin string, row *faultRow) {
 	}
 	agent := start(t, "xl-agent", nil, filepath.Join(bin, "xl-agent"), "run", "--config", cfgPath)
 	agentMetrics := fmt.Sprintf("http://127.0.0.1:%d", agentPort)
-	waitFor(t, agent, 90*time.Second, "the camera streaming", func() bool {
-		return metricValueAt(t, agentMetrics, `xl_agent_stream_up{camera_id="cam-e2e"}`) == 1
-	})
+	streamUp := func() bool {
+		v, err := metricAt(agentMetrics, `xl_agent_stream_up{camera_id="cam-e2e"}`)
+		return err == nil && v == 1
+	}
+	waitFor(t, agent, 90*time.Second, "the camera streaming", streamUp)
 	fault := func(method string) {
 		u := fmt.Sprintf("http://127.0.0.1:%d/cameras/cam-e2e/fault", control)
 		if method == "POST" {
@@ -879,8 +890,8 @@ func faultCameraFlap(t *testing.T, bin string, row *faultRow) {
 	healed := time.Now()
 	// Back for good: the stream comes back and the outbox empties.
 	waitFor(t, agent, 60*time.Second, "the stream up and the outbox empty", func() bool {
-		return metricValueAt(t, agentMetrics, `xl_agent_stream_up{camera_id="cam-e2e"}`) == 1 &&
-			metricValueAt(t, agentMetrics, "xl_agent_outbox_messages") == 0
+		n, err := metricAt(agentMetrics, "xl_agent_outbox_messages")
+		return streamUp() && err == nil && n == 0
 	})
 	produced := int(metricValueAt(t, agentMetrics, `xl_agent_outbox_written_total{lane="alert"}`))
 	evicted := metricValueAt(t, agentMetrics, `xl_agent_outbox_evicted_total{lane="alert",reason="bytes"}`) +
