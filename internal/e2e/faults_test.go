@@ -893,15 +893,27 @@ func faultCameraFlap(t *testing.T, bin string, row *faultRow) {
 		n, err := metricAt(agentMetrics, "xl_agent_outbox_messages")
 		return streamUp() && err == nil && n == 0
 	})
-	produced := int(metricValueAt(t, agentMetrics, `xl_agent_outbox_written_total{lane="alert"}`))
+	// The stream coming back raises alerts of its own (stream_lost's end,
+	// stream_restored): settled is when the agent's outbox is empty and
+	// central holds as many alerts as the agent wrote, twice in a row.
+	var produced int
+	var got []alertView
+	same := 0
+	ok := poll(60*time.Second, func() bool {
+		w, err1 := metricAt(agentMetrics, `xl_agent_outbox_written_total{lane="alert"}`)
+		n, err2 := metricAt(agentMetrics, "xl_agent_outbox_messages")
+		var err3 error
+		got, err3 = allAlertsOf(c.base, "cam-e2e")
+		produced = int(w)
+		if err1 != nil || err2 != nil || err3 != nil || n != 0 || len(got) != produced {
+			same = 0
+			return false
+		}
+		same++
+		return same >= 2
+	})
 	evicted := metricValueAt(t, agentMetrics, `xl_agent_outbox_evicted_total{lane="alert",reason="bytes"}`) +
 		metricValueAt(t, agentMetrics, `xl_agent_outbox_evicted_total{lane="alert",reason="age"}`)
-	var got []alertView
-	ok := poll(60*time.Second, func() bool {
-		var err error
-		got, err = allAlertsOf(c.base, "cam-e2e")
-		return err == nil && len(got) >= produced
-	})
 	row.Recovery = time.Since(healed)
 	seen := map[string]bool{}
 	types := map[string]int{}
