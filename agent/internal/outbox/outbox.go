@@ -22,6 +22,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"syscall"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -126,7 +127,7 @@ func Open(path string, limits Limits, reg prometheus.Registerer, log *slog.Logge
 	f := promauto.With(reg)
 	o.written = f.NewCounterVec(prometheus.CounterOpts{Name: "xl_agent_outbox_written_total", Help: "Messages committed to the outbox, by lane."}, []string{"lane"})
 	o.acked = f.NewCounterVec(prometheus.CounterOpts{Name: "xl_agent_outbox_acked_total", Help: "Messages removed after the broker acknowledged them, by lane."}, []string{"lane"})
-	o.evicted = f.NewCounterVec(prometheus.CounterOpts{Name: "xl_agent_outbox_evicted_total", Help: "Messages evicted unsent, by lane and reason (bytes, age)."}, []string{"lane", "reason"})
+	o.evicted = f.NewCounterVec(prometheus.CounterOpts{Name: "xl_agent_outbox_evicted_total", Help: "Messages evicted unsent, by lane and reason (bytes, age, disk_full)."}, []string{"lane", "reason"})
 	o.depth = f.NewGauge(prometheus.GaugeOpts{Name: "xl_agent_outbox_messages", Help: "Messages waiting in the outbox."})
 	o.size = f.NewGauge(prometheus.GaugeOpts{Name: "xl_agent_outbox_bytes", Help: "Payload bytes waiting in the outbox."})
 	o.oldest = f.NewGaugeFunc(prometheus.GaugeOpts{Name: "xl_agent_outbox_oldest_age_seconds", Help: "Age of the oldest message waiting."}, func() float64 {
@@ -164,8 +165,19 @@ func (o *Outbox) oldestAt() (time.Time, bool) {
 // Wake is signalled whenever messages are added.
 func (o *Outbox) Wake() <-chan struct{} { return o.wake }
 
+// ErrDiskFull is returned (wrapped) by Put when the outbox's filesystem is
+// full and shedding evidence did not make room for the messages' alerts.
+var ErrDiskFull = errors.New("outbox: disk full")
+
 // Put commits msgs in one transaction (all or none) and returns once they
 // are on disk. It then evicts what the limits no longer allow.
+//
+// When the disk is full, Put sheds as the limits do: it evicts unsent
+// clips, then snapshots, oldest first, and tries again. When no evidence is
+// left and msgs carry evidence, it commits their alerts alone (the evidence
+// they came with counts as evicted): an alert is never refused while
+// evidence takes its room. Only when the alerts alone do not fit does Put
+// fail, with ErrDiskFull, and then nothing of msgs was written.
 func (o *Outbox) Put(msgs ...Message) error {
 	if len(msgs) == 0 {
 		return nil
@@ -173,37 +185,54 @@ func (o *Outbox) Put(msgs ...Message) error {
 	start := time.Now()
 	o.mu.Lock()
 	defer o.mu.Unlock()
-	tx, err := o.db.Begin()
-	if err != nil {
-		return fmt.Errorf("outbox: %w", err)
-	}
-	defer tx.Rollback()
-	stmt, err := tx.Prepare(`INSERT INTO outbox (lane, camera_id, topic, payload, size, created_at) VALUES (?, ?, ?, ?, ?, ?)`)
-	if err != nil {
-		return fmt.Errorf("outbox: %w", err)
-	}
-	defer stmt.Close()
-	var added int64
 	for i := range msgs {
-		m := &msgs[i]
-		if m.CreatedAt.IsZero() {
-			m.CreatedAt = time.Now()
+		if msgs[i].CreatedAt.IsZero() {
+			msgs[i].CreatedAt = time.Now()
 		}
-		res, err := stmt.Exec(int(m.Lane), m.CameraID, m.Topic, m.Payload, len(m.Payload), m.CreatedAt.UnixNano())
-		if err != nil {
-			return fmt.Errorf("outbox: write: %w", err)
-		}
-		if m.Seq, err = res.LastInsertId(); err != nil {
-			return fmt.Errorf("outbox: %w", err)
-		}
-		added += int64(len(m.Payload))
 	}
-	if err := tx.Commit(); err != nil {
-		return fmt.Errorf("outbox: commit: %w", err)
+	written := msgs
+	err := o.put(msgs)
+	for err != nil && isDiskFull(err) {
+		shed, serr := o.shedEvidenceLocked(msgs)
+		if serr != nil {
+			o.log.Error("disk full, and evicting evidence failed", "err", serr)
+			break
+		}
+		if !shed {
+			break
+		}
+		err = o.put(msgs)
 	}
-	o.count += int64(len(msgs))
-	o.bytes += added
-	for _, m := range msgs {
+	if err != nil && isDiskFull(err) {
+		var alerts []Message
+		for _, m := range msgs {
+			if m.Lane == LaneAlert {
+				alerts = append(alerts, m)
+			}
+		}
+		if len(alerts) > 0 && len(alerts) < len(msgs) {
+			if err = o.put(alerts); err == nil {
+				written = alerts
+				for _, m := range msgs {
+					if m.Lane != LaneAlert {
+						o.evicted.WithLabelValues(m.Lane.String(), reasonDiskFull).Inc()
+						o.log.Warn("outbox full: evicted an unsent message", "lane", m.Lane, "reason", reasonDiskFull,
+							"camera_id", m.CameraID, "topic", m.Topic, "bytes", len(m.Payload))
+					}
+				}
+			}
+		}
+	}
+	if err != nil {
+		if isDiskFull(err) {
+			o.log.Error("outbox full: disk full, messages not written", "messages", len(msgs), "err", err)
+			return fmt.Errorf("%w: %w", ErrDiskFull, err)
+		}
+		return err
+	}
+	for _, m := range written {
+		o.count++
+		o.bytes += int64(len(m.Payload))
 		o.written.WithLabelValues(m.Lane.String()).Inc()
 	}
 	o.putTimer.Observe(time.Since(start).Seconds())
@@ -217,6 +246,80 @@ func (o *Outbox) Put(msgs ...Message) error {
 	}
 	return nil
 }
+
+// put commits msgs in one transaction and sets their Seq.
+func (o *Outbox) put(msgs []Message) error {
+	tx, err := o.db.Begin()
+	if err != nil {
+		return fmt.Errorf("outbox: %w", err)
+	}
+	defer tx.Rollback()
+	stmt, err := tx.Prepare(`INSERT INTO outbox (lane, camera_id, topic, payload, size, created_at) VALUES (?, ?, ?, ?, ?, ?)`)
+	if err != nil {
+		return fmt.Errorf("outbox: %w", err)
+	}
+	defer stmt.Close()
+	for i := range msgs {
+		m := &msgs[i]
+		res, err := stmt.Exec(int(m.Lane), m.CameraID, m.Topic, m.Payload, len(m.Payload), m.CreatedAt.UnixNano())
+		if err != nil {
+			return fmt.Errorf("outbox: write: %w", err)
+		}
+		if m.Seq, err = res.LastInsertId(); err != nil {
+			return fmt.Errorf("outbox: %w", err)
+		}
+	}
+	if err := tx.Commit(); err != nil {
+		return fmt.Errorf("outbox: commit: %w", err)
+	}
+	return nil
+}
+
+// reasonDiskFull labels evictions made because the disk was full.
+const reasonDiskFull = "disk_full"
+
+// shedEvidenceLocked evicts unsent clips, then snapshots, oldest first,
+// until their payloads add up to at least the size of msgs (the room the
+// failed write needed). It reports whether it evicted anything.
+func (o *Outbox) shedEvidenceLocked(msgs []Message) (bool, error) {
+	need := int64(4096)
+	for _, m := range msgs {
+		need += int64(len(m.Payload))
+	}
+	var freed int64
+	shed := false
+	for lane := LaneClip; lane > LaneAlert && freed < need; lane-- {
+		for freed < need {
+			var seq, size int64
+			err := o.db.QueryRow(`SELECT seq, size FROM outbox WHERE lane = ? ORDER BY seq LIMIT 1`, int(lane)).Scan(&seq, &size)
+			if errors.Is(err, sql.ErrNoRows) {
+				break
+			}
+			if err != nil {
+				return shed, fmt.Errorf("outbox: evict: %w", err)
+			}
+			if err := o.evictWhere(reasonDiskFull, `seq = ?`, seq); err != nil {
+				return shed, err
+			}
+			freed += size
+			shed = true
+		}
+	}
+	return shed, nil
+}
+
+// isDiskFull reports whether err is SQLite's "database or disk is full" or
+// the operating system's ENOSPC.
+func isDiskFull(err error) bool {
+	var coded interface{ Code() int }
+	if errors.As(err, &coded) && coded.Code()&0xff == sqliteFull {
+		return true
+	}
+	return errors.Is(err, syscall.ENOSPC)
+}
+
+// sqliteFull is SQLITE_FULL, the primary result code of a full disk.
+const sqliteFull = 13
 
 // Pending returns up to n messages of the most urgent non-empty lane, in the
 // order they were written, skipping those with Seq ≤ after within that lane.
