@@ -2,6 +2,8 @@ package app
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"fmt"
 	"io"
 	"log/slog"
@@ -30,11 +32,27 @@ import (
 // detected_at, published_at) is time.Now()+clockOffset. Go reads the clock
 // through the vDSO, so faking the system clock for one process (libfaketime)
 // does not work; this offsets exactly what a skewed box would send.
-func SelfTest(ctx context.Context, cfg *Config, count, cameras, batch int, interval, clockOffset time.Duration, out io.Writer, log *slog.Logger) error {
+//
+// snapshotBytes > 0 gives every alert a synthetic snapshot of that size
+// (JPEG-marked filler, one alert and its snapshot per transaction), so that
+// the outbox holds evidence it can shed when its disk fills.
+func SelfTest(ctx context.Context, cfg *Config, count, cameras, batch int, interval, clockOffset time.Duration, snapshotBytes int, out io.Writer, log *slog.Logger) error {
 	if cameras < 1 {
 		cameras = 1
 	}
 	if batch < 1 {
+		batch = 1
+	}
+	var snapshot []byte
+	var snapshotSum string
+	if snapshotBytes > 0 {
+		if snapshotBytes < 4 || snapshotBytes > wire.EvidenceSnapshot.MaxBytes() {
+			return fmt.Errorf("selftest: --snapshot-bytes must be within 4–%d", wire.EvidenceSnapshot.MaxBytes())
+		}
+		snapshot = make([]byte, snapshotBytes)
+		copy(snapshot, []byte{0xFF, 0xD8, 0xFF, 0xE0})
+		sum := sha256.Sum256(snapshot)
+		snapshotSum = hex.EncodeToString(sum[:])
 		batch = 1
 	}
 	reg := prometheus.NewRegistry()
@@ -70,7 +88,12 @@ func SelfTest(ctx context.Context, cfg *Config, count, cameras, batch int, inter
 			}
 			alerts = append(alerts, a)
 		}
-		if err := pub.PublishAll(alerts); err != nil {
+		if snapshot != nil {
+			alerts[0].Evidence.SnapshotSHA256 = snapshotSum
+			if err := pub.Publish(alerts[0], snapshot, nil); err != nil {
+				return err
+			}
+		} else if err := pub.PublishAll(alerts); err != nil {
 			return err
 		}
 		for k, a := range alerts {
