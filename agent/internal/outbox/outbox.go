@@ -76,9 +76,10 @@ type Outbox struct {
 	log    *slog.Logger
 	wake   chan struct{}
 
-	mu    sync.Mutex // serialises writers (Put, Ack, Evict)
-	bytes int64
-	count int64
+	mu      sync.Mutex // serialises writers (Put, Ack, Evict)
+	reserve string     // file holding ReserveBytes of disk for a full-disk shed
+	bytes   int64
+	count   int64
 
 	written  *prometheus.CounterVec
 	acked    *prometheus.CounterVec
@@ -123,7 +124,8 @@ func Open(path string, limits Limits, reg prometheus.Registerer, log *slog.Logge
 		db.Close()
 		return nil, fmt.Errorf("outbox: %s: %w (a damaged outbox file can be moved aside; its messages are then lost)", path, err)
 	}
-	o := &Outbox{db: db, limits: limits, log: log.With("component", "outbox"), wake: make(chan struct{}, 1)}
+	o := &Outbox{db: db, limits: limits, log: log.With("component", "outbox"), wake: make(chan struct{}, 1), reserve: path + ".reserve"}
+	o.keepReserveLocked()
 	f := promauto.With(reg)
 	o.written = f.NewCounterVec(prometheus.CounterOpts{Name: "xl_agent_outbox_written_total", Help: "Messages committed to the outbox, by lane."}, []string{"lane"})
 	o.acked = f.NewCounterVec(prometheus.CounterOpts{Name: "xl_agent_outbox_acked_total", Help: "Messages removed after the broker acknowledged them, by lane."}, []string{"lane"})
@@ -193,15 +195,27 @@ func (o *Outbox) Put(msgs ...Message) error {
 	written := msgs
 	err := o.put(msgs)
 	for err != nil && isDiskFull(err) {
-		shed, serr := o.shedEvidenceLocked(msgs)
+		// The write-ahead log keeps the space it grew to: moving it into
+		// the database and truncating it gives that space back. The move
+		// itself may need room, which the reserve gives. Evicted evidence
+		// leaves free pages in the database that new messages reuse, so
+		// evict enough for these messages and the reserve's worth of
+		// writes after them: otherwise the next ones grow the file again.
+		o.releaseReserveLocked()
+		o.checkpointLocked()
+		need := int64(ReserveBytes)
+		for _, m := range msgs {
+			need += int64(len(m.Payload))
+		}
+		shed, serr := o.shedEvidenceLocked(need)
 		if serr != nil {
 			o.log.Error("disk full, and evicting evidence failed", "err", serr)
-			break
 		}
+		o.checkpointLocked()
+		err = o.put(msgs)
 		if !shed {
 			break
 		}
-		err = o.put(msgs)
 	}
 	if err != nil && isDiskFull(err) {
 		var alerts []Message
@@ -275,17 +289,21 @@ func (o *Outbox) put(msgs []Message) error {
 	return nil
 }
 
+// checkpointLocked copies the write-ahead log into the database and
+// truncates it (best effort: on a full disk it may not complete).
+func (o *Outbox) checkpointLocked() {
+	if _, err := o.db.Exec(`PRAGMA wal_checkpoint(TRUNCATE)`); err != nil {
+		o.log.Debug("checkpoint on a full disk", "err", err)
+	}
+}
+
 // reasonDiskFull labels evictions made because the disk was full.
 const reasonDiskFull = "disk_full"
 
 // shedEvidenceLocked evicts unsent clips, then snapshots, oldest first,
-// until their payloads add up to at least the size of msgs (the room the
-// failed write needed). It reports whether it evicted anything.
-func (o *Outbox) shedEvidenceLocked(msgs []Message) (bool, error) {
-	need := int64(4096)
-	for _, m := range msgs {
-		need += int64(len(m.Payload))
-	}
+// until their payloads add up to need bytes or none is left. It reports
+// whether it evicted anything.
+func (o *Outbox) shedEvidenceLocked(need int64) (bool, error) {
 	var freed int64
 	shed := false
 	for lane := LaneClip; lane > LaneAlert && freed < need; lane-- {
@@ -390,7 +408,47 @@ func (o *Outbox) Evict(now time.Time) error {
 	defer o.mu.Unlock()
 	err := o.evictLocked(now)
 	o.gauges()
+	o.keepReserveLocked()
 	return err
+}
+
+// ReserveBytes is the disk space the outbox holds back in a file beside its
+// database. On a full disk SQLite needs room to evict (deletions and the
+// checkpoint of its write-ahead log write pages too): Put frees the reserve
+// then, and Evict takes it back once the filesystem has twice that free.
+const ReserveBytes = 4 << 20
+
+func (o *Outbox) releaseReserveLocked() {
+	if err := os.Remove(o.reserve); err == nil {
+		o.log.Warn("disk full: released the outbox's reserve to make room", "bytes", ReserveBytes)
+	}
+}
+
+// keepReserveLocked (re)creates the reserve file when it is missing and the
+// filesystem has room for it with as much again to spare.
+func (o *Outbox) keepReserveLocked() {
+	if _, err := os.Stat(o.reserve); err == nil {
+		return
+	}
+	var st syscall.Statfs_t
+	if err := syscall.Statfs(filepath.Dir(o.reserve), &st); err != nil || int64(st.Bavail)*int64(st.Bsize) < 2*ReserveBytes {
+		return
+	}
+	f, err := os.OpenFile(o.reserve, os.O_CREATE|os.O_EXCL|os.O_WRONLY, 0o600)
+	if err != nil {
+		return
+	}
+	_, err = f.Write(make([]byte, ReserveBytes)) // written, not sparse: the blocks are really taken
+	if err == nil {
+		err = f.Sync()
+	}
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		_ = os.Remove(o.reserve)
+		o.log.Warn("outbox reserve not made", "err", err)
+	}
 }
 
 func (o *Outbox) evictLocked(now time.Time) error {

@@ -242,7 +242,11 @@ func capPages(t *testing.T, o *Outbox, extra int) {
 // with an alert before the alert itself, and refuses with ErrDiskFull,
 // writing nothing, only when alerts alone do not fit.
 func TestDiskFullShedsEvidenceBeforeAlerts(t *testing.T) {
-	o := open(t, filepath.Join(t.TempDir(), "o.db"), roomy)
+	path := filepath.Join(t.TempDir(), "o.db")
+	o := open(t, path, roomy)
+	if st, err := os.Stat(path + ".reserve"); err != nil || st.Size() != ReserveBytes {
+		t.Fatalf("no reserve of %d bytes beside the outbox: %v", ReserveBytes, err)
+	}
 	clip := strings.Repeat("c", 64<<10)
 	for i := 0; i < 4; i++ {
 		must(t, o.Put(msg(LaneClip, "c1", clip)))
@@ -268,6 +272,9 @@ func TestDiskFullShedsEvidenceBeforeAlerts(t *testing.T) {
 	if clips != 4 || snaps != 1 {
 		t.Errorf("alert %d refused with %v of 4 clips and %v of 1 snapshot evicted", refused, clips, snaps)
 	}
+	if _, err := os.Stat(path + ".reserve"); !os.IsNotExist(err) {
+		t.Errorf("the reserve was kept on a full disk: %v", err)
+	}
 	count, _ := o.Stats()
 	var rows int64
 	must(t, o.db.QueryRow(`SELECT count(*) FROM outbox`).Scan(&rows))
@@ -281,6 +288,11 @@ func TestDiskFullShedsEvidenceBeforeAlerts(t *testing.T) {
 	must(t, o.Put(msg(LaneAlert, "c1", "after"+alert)))
 	if n := testutil.ToFloat64(o.evicted.WithLabelValues("alert", reasonDiskFull)); n != 0 {
 		t.Errorf("%v alerts evicted for room, want none", n)
+	}
+	// The filesystem itself has room: Evict takes the reserve back.
+	must(t, o.Evict(time.Now()))
+	if st, err := os.Stat(path + ".reserve"); err != nil || st.Size() != ReserveBytes {
+		t.Errorf("the reserve was not made again: %v", err)
 	}
 }
 
