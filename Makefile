@@ -31,7 +31,7 @@ GO_ALL     := $(wildcard $(shell git ls-files -co --exclude-standard '*.go' 2>/d
 	find . -name '*.go' -not -path './.git/*'))
 
 .DEFAULT_GOAL := help
-.PHONY: help deps build test test-short demo bench fuzz lint fmt clean scale
+.PHONY: help deps build test test-short demo bench faults fuzz lint fmt clean scale
 
 help: ## show this list
 	@echo "Usage: make TARGET [GO=go] [FUZZTIME=30s]"
@@ -60,6 +60,9 @@ bench: deps build ## run the benchmarks (numbers, with same-run baselines)
 
 scale: deps build ## scale runs: Mosquitto, PostgreSQL, 1-3 centrals, xl-loadgen at 10k-100k cameras (docs/scale.md; ~15 min)
 	XL_BIN_DIR="$(CURDIR)/$(BIN)" $(GO) run ./deploy/scale
+
+faults: deps build ## fault suite as root, ~20 min (XL_FAULT_PARTITION=10m): deploy/scripts/faults.sh
+	@GO="$(GO)" XL_BIN_DIR="$(CURDIR)/$(BIN)" bash deploy/scripts/faults.sh
 
 fuzz: ## fuzz the alert decoder for FUZZTIME (default 30s)
 	$(GO) test ./internal/wire -run '^$$' -fuzz FuzzDecodeAlert -fuzztime $(FUZZTIME)

@@ -41,6 +41,7 @@ func outage(t testing.TB, def time.Duration) time.Duration {
 type centralProc struct {
 	t       testing.TB
 	bin     string
+	cfg     string // configuration file; empty: configs/central.yaml
 	env     []string
 	base    string
 	p       *proc
@@ -58,11 +59,18 @@ func newCentral(t testing.TB, bin, work string, extraEnv ...string) *centralProc
 	return c
 }
 
+func (c *centralProc) config() string {
+	if c.cfg != "" {
+		return c.cfg
+	}
+	return filepath.Join(testenv.RepoRoot(c.t), "configs", "central.yaml")
+}
+
 func (c *centralProc) start() {
 	c.t.Helper()
 	c.restart++
 	c.p = start(c.t, fmt.Sprintf("xl-central#%d", c.restart), c.env, filepath.Join(c.bin, "xl-central"), "serve",
-		"--config", filepath.Join(testenv.RepoRoot(c.t), "configs", "central.yaml"))
+		"--config", c.config())
 	waitFor(c.t, c.p, 30*time.Second, "central ready", func() bool {
 		resp, err := http.Get(c.base + "/readyz")
 		if err != nil {
@@ -72,7 +80,7 @@ func (c *centralProc) start() {
 		return resp.StatusCode == 200
 	})
 	if c.restart == 1 {
-		grantAPI(c.t, c.bin, c.env, filepath.Join(testenv.RepoRoot(c.t), "configs", "central.yaml"), c.base)
+		grantAPI(c.t, c.bin, c.env, c.config(), c.base)
 	}
 }
 
@@ -170,8 +178,16 @@ func writeAgentConfig(t testing.TB, work, brokerURL string) string {
 
 func startSelftest(t testing.TB, bin, cfg, name string, args ...string) *agentRun {
 	t.Helper()
+	return startSelftestVia(t, nil, bin, cfg, name, args...)
+}
+
+// startSelftestVia is startSelftest run through a command prefix, e.g.
+// "ip netns exec NS" (which execs the agent: the process is the agent).
+func startSelftestVia(t testing.TB, prefix []string, bin, cfg, name string, args ...string) *agentRun {
+	t.Helper()
 	a := &agentRun{put: map[string]string{}, done: make(chan struct{})}
-	cmd := exec.Command(filepath.Join(bin, "xl-agent"), append([]string{"selftest", "--config", cfg}, args...)...)
+	argv := append(append(append([]string{}, prefix...), filepath.Join(bin, "xl-agent"), "selftest", "--config", cfg), args...)
+	cmd := exec.Command(argv[0], argv[1:]...)
 	stdout, err := cmd.StdoutPipe()
 	if err != nil {
 		t.Fatal(err)

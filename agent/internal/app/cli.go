@@ -37,19 +37,21 @@ func Command() *cobra.Command {
 		}
 		return a.Run(cmd.Context())
 	})
-	var count, cameras, batch int
-	var interval time.Duration
+	var count, cameras, batch, snapshotBytes int
+	var interval, clockOffset time.Duration
 	selftest := cli.WithConfig(&cobra.Command{
 		Use:   "selftest",
 		Short: "Send synthetic 'selftest' alerts through the outbox to central and wait until they are acknowledged",
 		Args:  cobra.NoArgs,
 	}, defaultConfigPath, LoadConfig, logCfg, func(cmd *cobra.Command, cfg *Config, log *slog.Logger) error {
-		return SelfTest(cmd.Context(), cfg, count, cameras, batch, interval, cmd.OutOrStdout(), log)
+		return SelfTest(cmd.Context(), cfg, count, cameras, batch, interval, clockOffset, snapshotBytes, cmd.OutOrStdout(), log)
 	})
 	selftest.Flags().IntVar(&count, "count", 10, "alerts to send (0: only drain the outbox)")
 	selftest.Flags().IntVar(&cameras, "cameras", 1, "spread the alerts over this many camera IDs")
 	selftest.Flags().IntVar(&batch, "batch", 1, "alerts written to the outbox per transaction (one fsync each)")
 	selftest.Flags().DurationVar(&interval, "interval", 100*time.Millisecond, "time between batches")
+	selftest.Flags().IntVar(&snapshotBytes, "snapshot-bytes", 0, "give each alert a synthetic snapshot of this many bytes (0: none)")
+	selftest.Flags().DurationVar(&clockOffset, "clock-offset", 0, "test hook: stamp the alerts as if this box's clock were off by this much (e.g. 10m, -2h)")
 	root.AddCommand(run, selftest, replayCommand(),
 		cli.CheckConfigCommand(defaultConfigPath, func(p string) error { _, err := LoadConfig(p); return err }),
 		cli.VersionCommand("xl-agent"),

@@ -22,6 +22,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"syscall"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -75,9 +76,10 @@ type Outbox struct {
 	log    *slog.Logger
 	wake   chan struct{}
 
-	mu    sync.Mutex // serialises writers (Put, Ack, Evict)
-	bytes int64
-	count int64
+	mu      sync.Mutex // serialises writers (Put, Ack, Evict)
+	reserve string     // file holding ReserveBytes of disk for a full-disk shed
+	bytes   int64
+	count   int64
 
 	written  *prometheus.CounterVec
 	acked    *prometheus.CounterVec
@@ -122,11 +124,12 @@ func Open(path string, limits Limits, reg prometheus.Registerer, log *slog.Logge
 		db.Close()
 		return nil, fmt.Errorf("outbox: %s: %w (a damaged outbox file can be moved aside; its messages are then lost)", path, err)
 	}
-	o := &Outbox{db: db, limits: limits, log: log.With("component", "outbox"), wake: make(chan struct{}, 1)}
+	o := &Outbox{db: db, limits: limits, log: log.With("component", "outbox"), wake: make(chan struct{}, 1), reserve: path + ".reserve"}
+	o.keepReserveLocked()
 	f := promauto.With(reg)
 	o.written = f.NewCounterVec(prometheus.CounterOpts{Name: "xl_agent_outbox_written_total", Help: "Messages committed to the outbox, by lane."}, []string{"lane"})
 	o.acked = f.NewCounterVec(prometheus.CounterOpts{Name: "xl_agent_outbox_acked_total", Help: "Messages removed after the broker acknowledged them, by lane."}, []string{"lane"})
-	o.evicted = f.NewCounterVec(prometheus.CounterOpts{Name: "xl_agent_outbox_evicted_total", Help: "Messages evicted unsent, by lane and reason (bytes, age)."}, []string{"lane", "reason"})
+	o.evicted = f.NewCounterVec(prometheus.CounterOpts{Name: "xl_agent_outbox_evicted_total", Help: "Messages evicted unsent, by lane and reason (bytes, age, disk_full)."}, []string{"lane", "reason"})
 	o.depth = f.NewGauge(prometheus.GaugeOpts{Name: "xl_agent_outbox_messages", Help: "Messages waiting in the outbox."})
 	o.size = f.NewGauge(prometheus.GaugeOpts{Name: "xl_agent_outbox_bytes", Help: "Payload bytes waiting in the outbox."})
 	o.oldest = f.NewGaugeFunc(prometheus.GaugeOpts{Name: "xl_agent_outbox_oldest_age_seconds", Help: "Age of the oldest message waiting."}, func() float64 {
@@ -164,8 +167,19 @@ func (o *Outbox) oldestAt() (time.Time, bool) {
 // Wake is signalled whenever messages are added.
 func (o *Outbox) Wake() <-chan struct{} { return o.wake }
 
+// ErrDiskFull is returned (wrapped) by Put when the outbox's filesystem is
+// full and shedding evidence did not make room for the messages' alerts.
+var ErrDiskFull = errors.New("outbox: disk full")
+
 // Put commits msgs in one transaction (all or none) and returns once they
 // are on disk. It then evicts what the limits no longer allow.
+//
+// When the disk is full, Put sheds as the limits do: it evicts unsent
+// clips, then snapshots, oldest first, and tries again. When no evidence is
+// left and msgs carry evidence, it commits their alerts alone (the evidence
+// they came with counts as evicted): an alert is never refused while
+// evidence takes its room. Only when the alerts alone do not fit does Put
+// fail, with ErrDiskFull, and then nothing of msgs was written.
 func (o *Outbox) Put(msgs ...Message) error {
 	if len(msgs) == 0 {
 		return nil
@@ -173,37 +187,66 @@ func (o *Outbox) Put(msgs ...Message) error {
 	start := time.Now()
 	o.mu.Lock()
 	defer o.mu.Unlock()
-	tx, err := o.db.Begin()
-	if err != nil {
-		return fmt.Errorf("outbox: %w", err)
-	}
-	defer tx.Rollback()
-	stmt, err := tx.Prepare(`INSERT INTO outbox (lane, camera_id, topic, payload, size, created_at) VALUES (?, ?, ?, ?, ?, ?)`)
-	if err != nil {
-		return fmt.Errorf("outbox: %w", err)
-	}
-	defer stmt.Close()
-	var added int64
 	for i := range msgs {
-		m := &msgs[i]
-		if m.CreatedAt.IsZero() {
-			m.CreatedAt = time.Now()
+		if msgs[i].CreatedAt.IsZero() {
+			msgs[i].CreatedAt = time.Now()
 		}
-		res, err := stmt.Exec(int(m.Lane), m.CameraID, m.Topic, m.Payload, len(m.Payload), m.CreatedAt.UnixNano())
-		if err != nil {
-			return fmt.Errorf("outbox: write: %w", err)
-		}
-		if m.Seq, err = res.LastInsertId(); err != nil {
-			return fmt.Errorf("outbox: %w", err)
-		}
-		added += int64(len(m.Payload))
 	}
-	if err := tx.Commit(); err != nil {
-		return fmt.Errorf("outbox: commit: %w", err)
+	written := msgs
+	err := o.put(msgs)
+	for err != nil && isDiskFull(err) {
+		// The write-ahead log keeps the space it grew to: moving it into
+		// the database and truncating it gives that space back. The move
+		// itself may need room, which the reserve gives. Evicted evidence
+		// leaves free pages in the database that new messages reuse, so
+		// evict enough for these messages and the reserve's worth of
+		// writes after them: otherwise the next ones grow the file again.
+		o.releaseReserveLocked()
+		o.checkpointLocked()
+		need := int64(ReserveBytes)
+		for _, m := range msgs {
+			need += int64(len(m.Payload))
+		}
+		shed, serr := o.shedEvidenceLocked(need)
+		if serr != nil {
+			o.log.Error("disk full, and evicting evidence failed", "err", serr)
+		}
+		o.checkpointLocked()
+		err = o.put(msgs)
+		if !shed {
+			break
+		}
 	}
-	o.count += int64(len(msgs))
-	o.bytes += added
-	for _, m := range msgs {
+	if err != nil && isDiskFull(err) {
+		var alerts []Message
+		for _, m := range msgs {
+			if m.Lane == LaneAlert {
+				alerts = append(alerts, m)
+			}
+		}
+		if len(alerts) > 0 && len(alerts) < len(msgs) {
+			if err = o.put(alerts); err == nil {
+				written = alerts
+				for _, m := range msgs {
+					if m.Lane != LaneAlert {
+						o.evicted.WithLabelValues(m.Lane.String(), reasonDiskFull).Inc()
+						o.log.Warn("outbox full: evicted an unsent message", "lane", m.Lane, "reason", reasonDiskFull,
+							"camera_id", m.CameraID, "topic", m.Topic, "bytes", len(m.Payload))
+					}
+				}
+			}
+		}
+	}
+	if err != nil {
+		if isDiskFull(err) {
+			o.log.Error("outbox full: disk full, messages not written", "messages", len(msgs), "err", err)
+			return fmt.Errorf("%w: %w", ErrDiskFull, err)
+		}
+		return err
+	}
+	for _, m := range written {
+		o.count++
+		o.bytes += int64(len(m.Payload))
 		o.written.WithLabelValues(m.Lane.String()).Inc()
 	}
 	o.putTimer.Observe(time.Since(start).Seconds())
@@ -217,6 +260,84 @@ func (o *Outbox) Put(msgs ...Message) error {
 	}
 	return nil
 }
+
+// put commits msgs in one transaction and sets their Seq.
+func (o *Outbox) put(msgs []Message) error {
+	tx, err := o.db.Begin()
+	if err != nil {
+		return fmt.Errorf("outbox: %w", err)
+	}
+	defer tx.Rollback()
+	stmt, err := tx.Prepare(`INSERT INTO outbox (lane, camera_id, topic, payload, size, created_at) VALUES (?, ?, ?, ?, ?, ?)`)
+	if err != nil {
+		return fmt.Errorf("outbox: %w", err)
+	}
+	defer stmt.Close()
+	for i := range msgs {
+		m := &msgs[i]
+		res, err := stmt.Exec(int(m.Lane), m.CameraID, m.Topic, m.Payload, len(m.Payload), m.CreatedAt.UnixNano())
+		if err != nil {
+			return fmt.Errorf("outbox: write: %w", err)
+		}
+		if m.Seq, err = res.LastInsertId(); err != nil {
+			return fmt.Errorf("outbox: %w", err)
+		}
+	}
+	if err := tx.Commit(); err != nil {
+		return fmt.Errorf("outbox: commit: %w", err)
+	}
+	return nil
+}
+
+// checkpointLocked copies the write-ahead log into the database and
+// truncates it (best effort: on a full disk it may not complete).
+func (o *Outbox) checkpointLocked() {
+	if _, err := o.db.Exec(`PRAGMA wal_checkpoint(TRUNCATE)`); err != nil {
+		o.log.Debug("checkpoint on a full disk", "err", err)
+	}
+}
+
+// reasonDiskFull labels evictions made because the disk was full.
+const reasonDiskFull = "disk_full"
+
+// shedEvidenceLocked evicts unsent clips, then snapshots, oldest first,
+// until their payloads add up to need bytes or none is left. It reports
+// whether it evicted anything.
+func (o *Outbox) shedEvidenceLocked(need int64) (bool, error) {
+	var freed int64
+	shed := false
+	for lane := LaneClip; lane > LaneAlert && freed < need; lane-- {
+		for freed < need {
+			var seq, size int64
+			err := o.db.QueryRow(`SELECT seq, size FROM outbox WHERE lane = ? ORDER BY seq LIMIT 1`, int(lane)).Scan(&seq, &size)
+			if errors.Is(err, sql.ErrNoRows) {
+				break
+			}
+			if err != nil {
+				return shed, fmt.Errorf("outbox: evict: %w", err)
+			}
+			if err := o.evictWhere(reasonDiskFull, `seq = ?`, seq); err != nil {
+				return shed, err
+			}
+			freed += size
+			shed = true
+		}
+	}
+	return shed, nil
+}
+
+// isDiskFull reports whether err is SQLite's "database or disk is full" or
+// the operating system's ENOSPC.
+func isDiskFull(err error) bool {
+	var coded interface{ Code() int }
+	if errors.As(err, &coded) && coded.Code()&0xff == sqliteFull {
+		return true
+	}
+	return errors.Is(err, syscall.ENOSPC)
+}
+
+// sqliteFull is SQLITE_FULL, the primary result code of a full disk.
+const sqliteFull = 13
 
 // Pending returns up to n messages of the most urgent non-empty lane, in the
 // order they were written, skipping those with Seq ≤ after within that lane.
@@ -287,7 +408,47 @@ func (o *Outbox) Evict(now time.Time) error {
 	defer o.mu.Unlock()
 	err := o.evictLocked(now)
 	o.gauges()
+	o.keepReserveLocked()
 	return err
+}
+
+// ReserveBytes is the disk space the outbox holds back in a file beside its
+// database. On a full disk SQLite needs room to evict (deletions and the
+// checkpoint of its write-ahead log write pages too): Put frees the reserve
+// then, and Evict takes it back once the filesystem has twice that free.
+const ReserveBytes = 4 << 20
+
+func (o *Outbox) releaseReserveLocked() {
+	if err := os.Remove(o.reserve); err == nil {
+		o.log.Warn("disk full: released the outbox's reserve to make room", "bytes", ReserveBytes)
+	}
+}
+
+// keepReserveLocked (re)creates the reserve file when it is missing and the
+// filesystem has room for it with as much again to spare.
+func (o *Outbox) keepReserveLocked() {
+	if _, err := os.Stat(o.reserve); err == nil {
+		return
+	}
+	var st syscall.Statfs_t
+	if err := syscall.Statfs(filepath.Dir(o.reserve), &st); err != nil || int64(st.Bavail)*int64(st.Bsize) < 2*ReserveBytes {
+		return
+	}
+	f, err := os.OpenFile(o.reserve, os.O_CREATE|os.O_EXCL|os.O_WRONLY, 0o600)
+	if err != nil {
+		return
+	}
+	_, err = f.Write(make([]byte, ReserveBytes)) // written, not sparse: the blocks are really taken
+	if err == nil {
+		err = f.Sync()
+	}
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		_ = os.Remove(o.reserve)
+		o.log.Warn("outbox reserve not made", "err", err)
+	}
 }
 
 func (o *Outbox) evictLocked(now time.Time) error {

@@ -3,6 +3,7 @@ package outbox
 import (
 	"bufio"
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"os"
@@ -221,5 +222,98 @@ func TestPing(t *testing.T) {
 	o.Close()
 	if err := o.Ping(t.Context()); err == nil {
 		t.Fatal("a closed outbox answered")
+	}
+}
+
+// capPages limits the outbox's database to its current size plus extra
+// pages: past that, SQLite answers "database or disk is full", as on a
+// full filesystem.
+func capPages(t *testing.T, o *Outbox, extra int) {
+	t.Helper()
+	var pages int
+	must(t, o.db.QueryRow(`PRAGMA page_count`).Scan(&pages))
+	if _, err := o.db.Exec(fmt.Sprintf(`PRAGMA max_page_count = %d`, pages+extra)); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// On a full disk the outbox keeps every alert it can by shedding evidence
+// first (clips, then snapshots, oldest first), drops the evidence written
+// with an alert before the alert itself, and refuses with ErrDiskFull,
+// writing nothing, only when alerts alone do not fit.
+func TestDiskFullShedsEvidenceBeforeAlerts(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "o.db")
+	o := open(t, path, roomy)
+	if st, err := os.Stat(path + ".reserve"); err != nil || st.Size() != ReserveBytes {
+		t.Fatalf("no reserve of %d bytes beside the outbox: %v", ReserveBytes, err)
+	}
+	clip := strings.Repeat("c", 64<<10)
+	for i := 0; i < 4; i++ {
+		must(t, o.Put(msg(LaneClip, "c1", clip)))
+	}
+	must(t, o.Put(msg(LaneSnapshot, "c1", strings.Repeat("s", 32<<10))))
+	capPages(t, o, 2) // full now: the next sizeable write fails
+	alert := strings.Repeat("a", 3000)
+	refused := -1
+	for i := 0; i < 1000 && refused < 0; i++ {
+		if err := o.Put(msg(LaneAlert, "c1", fmt.Sprintf("%03d%s", i, alert))); err != nil {
+			if !errors.Is(err, ErrDiskFull) {
+				t.Fatalf("alert %d: %v, want ErrDiskFull", i, err)
+			}
+			refused = i
+		}
+	}
+	if refused < 0 {
+		t.Fatal("1000 alerts fitted: the page cap did not take")
+	}
+	// Refused only once every piece of evidence had made room.
+	clips := testutil.ToFloat64(o.evicted.WithLabelValues("clip", reasonDiskFull))
+	snaps := testutil.ToFloat64(o.evicted.WithLabelValues("snapshot", reasonDiskFull))
+	if clips != 4 || snaps != 1 {
+		t.Errorf("alert %d refused with %v of 4 clips and %v of 1 snapshot evicted", refused, clips, snaps)
+	}
+	if _, err := os.Stat(path + ".reserve"); !os.IsNotExist(err) {
+		t.Errorf("the reserve was kept on a full disk: %v", err)
+	}
+	count, _ := o.Stats()
+	var rows int64
+	must(t, o.db.QueryRow(`SELECT count(*) FROM outbox`).Scan(&rows))
+	if rows != count {
+		t.Fatalf("Stats says %d messages, the table holds %d: a refused Put was counted", count, rows)
+	}
+	// Acknowledging (sending) makes room again.
+	got, err := o.Pending(context.Background(), 5, 1<<30)
+	must(t, err)
+	must(t, o.Ack(got...))
+	must(t, o.Put(msg(LaneAlert, "c1", "after"+alert)))
+	if n := testutil.ToFloat64(o.evicted.WithLabelValues("alert", reasonDiskFull)); n != 0 {
+		t.Errorf("%v alerts evicted for room, want none", n)
+	}
+	// The filesystem itself has room: Evict takes the reserve back.
+	must(t, o.Evict(time.Now()))
+	if st, err := os.Stat(path + ".reserve"); err != nil || st.Size() != ReserveBytes {
+		t.Errorf("the reserve was not made again: %v", err)
+	}
+}
+
+// An alert written together with its snapshot is kept without it when
+// only the alert fits.
+func TestDiskFullKeepsAlertWithoutItsSnapshot(t *testing.T) {
+	o := open(t, filepath.Join(t.TempDir(), "o.db"), roomy)
+	capPages(t, o, 3)
+	alert := msg(LaneAlert, "c1", "the alert")
+	snap := msg(LaneSnapshot, "c1", strings.Repeat("s", 256<<10))
+	must(t, o.Put(alert, snap))
+	got, err := o.Pending(context.Background(), 10, 1<<30)
+	must(t, err)
+	if bodies(got) != "the alert" {
+		t.Fatalf("pending %q, want the alert alone", bodies(got))
+	}
+	must(t, o.Ack(got...))
+	if got, _ = o.Pending(context.Background(), 10, 1<<30); len(got) != 0 {
+		t.Fatalf("the snapshot that did not fit is queued: %d messages", len(got))
+	}
+	if n := testutil.ToFloat64(o.evicted.WithLabelValues("snapshot", reasonDiskFull)); n != 1 {
+		t.Errorf("%v snapshots counted as evicted, want 1", n)
 	}
 }
