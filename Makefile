@@ -3,6 +3,10 @@
 
 GO       ?= go
 FUZZTIME ?= 30s
+FUZZPARALLEL ?= 1
+# Packages with fuzz targets (make fuzz runs each target in them).
+FUZZ_PKGS := ./internal/wire ./internal/config ./central/internal/app ./central/internal/routing \
+	./central/internal/web ./agent/internal/rtsp ./agent/internal/app
 BIN      := bin
 CMDS     := ./central/cmd/xl-central ./agent/cmd/xl-agent ./agent/cmd/xl-camsim
 
@@ -58,8 +62,13 @@ bench: deps build ## run the benchmarks (numbers, with same-run baselines)
 	XL_BIN_DIR="$(CURDIR)/$(BIN)" $(GO) test -run '^$$' -bench . -benchmem -timeout 30m $$($(GO) list ./... | grep -v /internal/e2e)
 	XL_BIN_DIR="$(CURDIR)/$(BIN)" $(GO) test -run '^$$' -bench . -benchtime 1x -timeout 20m ./internal/e2e
 
-fuzz: ## fuzz the alert decoder for FUZZTIME (default 30s)
-	$(GO) test ./internal/wire -run '^$$' -fuzz FuzzDecodeAlert -fuzztime $(FUZZTIME)
+fuzz: ## run every fuzz target in FUZZ_PKGS for FUZZTIME each (default 30s), one worker
+	@set -e; for pkg in $(FUZZ_PKGS); do \
+		for target in $$($(GO) test $$pkg -list '^Fuzz' | grep '^Fuzz'); do \
+			echo "== $$pkg $$target ($(FUZZTIME))"; \
+			$(GO) test $$pkg -run '^$$' -fuzz "^$$target$$" -fuzztime $(FUZZTIME) -parallel $(FUZZPARALLEL); \
+		done; \
+	done
 
 lint: ## gofmt must have nothing to say; go vet
 	@files="$$($(if $(GO_ALL),gofmt -l $(GO_ALL)))"; \
