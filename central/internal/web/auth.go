@@ -7,7 +7,6 @@ import (
 	"crypto/subtle"
 	"encoding/base64"
 	"encoding/hex"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"net"
@@ -285,9 +284,12 @@ func (a *API) login(w http.ResponseWriter, r *http.Request) {
 		Username string `json:"username"`
 		Password string `json:"password"`
 	}
-	dec := json.NewDecoder(http.MaxBytesReader(w, r.Body, 4096))
-	if err := dec.Decode(&body); err != nil || body.Username == "" {
-		writeError(w, http.StatusBadRequest, "bad_request", "body must be {\"username\": \"…\", \"password\": \"…\"}")
+	const usage = `{"username": "…", "password": "…"}`
+	if !decodeJSON(w, r, MaxJSONBytes, &body, usage) {
+		return
+	}
+	if body.Username == "" {
+		writeError(w, http.StatusBadRequest, "bad_request", "body must be "+usage+": username is empty")
 		return
 	}
 	if !sameOrigin(r) {
@@ -426,10 +428,7 @@ func (a *API) createUser(w http.ResponseWriter, r *http.Request) {
 		DisplayName string `json:"display_name"`
 		Password    string `json:"password"`
 	}
-	dec := json.NewDecoder(http.MaxBytesReader(w, r.Body, 4096))
-	dec.DisallowUnknownFields()
-	if err := dec.Decode(&body); err != nil {
-		writeError(w, http.StatusBadRequest, "bad_request", "body must be {username, role, agency_id, display_name, password}: "+err.Error())
+	if !decodeJSON(w, r, MaxJSONBytes, &body, "{username, role, agency_id, display_name, password}") {
 		return
 	}
 	u, err := NewUser(r.Context(), a.users, store.User{Username: body.Username, Role: body.Role, AgencyID: body.AgencyID, DisplayName: body.DisplayName}, body.Password)
@@ -449,8 +448,11 @@ func (a *API) createToken(w http.ResponseWriter, r *http.Request) {
 	var body struct {
 		Name string `json:"name"`
 	}
-	if err := json.NewDecoder(http.MaxBytesReader(w, r.Body, 4096)).Decode(&body); err != nil || body.Name == "" {
-		writeError(w, http.StatusBadRequest, "bad_request", "body must be {\"name\": \"…\"}")
+	if !decodeJSON(w, r, MaxJSONBytes, &body, `{"name": "…"}`) {
+		return
+	}
+	if body.Name == "" || len(body.Name) > 128 {
+		writeError(w, http.StatusBadRequest, "bad_request", `body must be {"name": "…"}: a name of 1–128 bytes`)
 		return
 	}
 	secret, t, err := NewToken(r.Context(), a.users, r.PathValue("username"), body.Name)
