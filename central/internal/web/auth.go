@@ -212,6 +212,10 @@ func sameOrigin(r *http.Request) bool {
 	return err == nil && u.Host == r.Host
 }
 
+// maxLimiterKeys bounds the sign-in limiter's memory: keys are at most
+// "user:" and a 64-byte username, or "ip:" and an address.
+const maxLimiterKeys = 100_000
+
 // limiter counts failed logins per key in a fixed window.
 type limiter struct {
 	mu     sync.Mutex
@@ -243,8 +247,15 @@ func (l *limiter) blocked(key string, now time.Time) (time.Duration, bool) {
 func (l *limiter) fail(key string, now time.Time) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	if len(l.fails) > 100_000 { // bounded: forget everything rather than grow
-		clear(l.fails)
+	if len(l.fails) >= maxLimiterKeys { // bounded: drop expired windows, else forget everything rather than grow
+		for k, w := range l.fails {
+			if now.Sub(w.start) >= l.window {
+				delete(l.fails, k)
+			}
+		}
+		if len(l.fails) >= maxLimiterKeys {
+			clear(l.fails)
+		}
 	}
 	w, ok := l.fails[key]
 	if !ok || now.Sub(w.start) >= l.window {
@@ -298,6 +309,18 @@ func (a *API) login(w http.ResponseWriter, r *http.Request) {
 	}
 	now := time.Now()
 	ipKey, userKey := "ip:"+clientIP(r), "user:"+body.Username
+	if !validUsername(body.Username) {
+		// No such user can exist: count the address only, so that junk
+		// names neither fill the limiter nor cost a bcrypt comparison.
+		if wait, blocked := a.limiter.blocked(ipKey, now); blocked {
+			w.Header().Set("Retry-After", strconv.Itoa(int(wait.Seconds())+1))
+			writeError(w, http.StatusTooManyRequests, "rate_limited", "too many failed sign-ins; try again later")
+			return
+		}
+		a.limiter.fail(ipKey, now)
+		writeError(w, http.StatusUnauthorized, "bad_credentials", "wrong username or password")
+		return
+	}
 	for _, k := range []string{ipKey, userKey} {
 		if wait, blocked := a.limiter.blocked(k, now); blocked {
 			w.Header().Set("Retry-After", strconv.Itoa(int(wait.Seconds())+1))

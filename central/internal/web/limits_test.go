@@ -185,3 +185,26 @@ func TestEventStreamOutlivesWriteTimeout(t *testing.T) {
 		}
 	}
 }
+
+// Sign-ins with names no user can have count against the client's address
+// only, so they cannot fill the limiter with long keys.
+func TestLoginWithJunkNamesCountsTheAddressOnly(t *testing.T) {
+	w := newWorld(t)
+	for i := range LoginFailures {
+		name := strings.Repeat("x", 100) + string(rune('a'+i)) // longer than any username
+		if code, _ := w.raw(t, "", "POST", "/api/v1/session", "application/json",
+			strings.NewReader(`{"username":"`+name+`","password":"p"}`)); code != 401 {
+			t.Fatalf("junk name %d: %d, want 401", i, code)
+		}
+	}
+	w.api.limiter.mu.Lock()
+	n := len(w.api.limiter.fails)
+	w.api.limiter.mu.Unlock()
+	if n != 1 {
+		t.Fatalf("limiter holds %d keys, want only the address", n)
+	}
+	if code, _ := w.raw(t, "", "POST", "/api/v1/session", "application/json",
+		strings.NewReader(`{"username":"duty","password":"correct horse battery"}`)); code != 429 {
+		t.Fatalf("after %d junk sign-ins the address is not locked out: %d", LoginFailures, code)
+	}
+}
