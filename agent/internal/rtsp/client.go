@@ -252,7 +252,7 @@ func jitter(d time.Duration) time.Duration {
 	if d <= 1 {
 		return d
 	}
-	return d/2 + rand.N(d/2+1)
+	return d/2 + rand.N(d/2+1) // #nosec G404 -- reconnect jitter, not a secret
 }
 
 // Close stops Run and waits for it to return. It is safe to call more than

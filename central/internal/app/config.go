@@ -84,6 +84,10 @@ type IntakeConfig struct {
 	ShareGroup string `mapstructure:"share_group"`
 }
 
+// maxMQTTPacket is the largest packet MQTT's length field can describe
+// (256 MiB - 1); the broker keeps the limit in 32 bits.
+const maxMQTTPacket = 268435455
+
 // DefaultConfig is the configuration with nothing set.
 func DefaultConfig() *Config {
 	m := mqttc.Default()
@@ -117,8 +121,8 @@ func (c *Config) Validate() []config.FieldError {
 			key, rest, _ := strings.Cut(msg, ": ")
 			p.Add("broker."+key, "%s", rest)
 		}
-		if c.Broker.MaxPacketBytes < 256<<10 {
-			p.Add("broker.max_packet_bytes", "at least 262144 (256 KiB), so that snapshots fit")
+		if c.Broker.MaxPacketBytes < 256<<10 || c.Broker.MaxPacketBytes > maxMQTTPacket {
+			p.Add("broker.max_packet_bytes", "must be within 262144 (256 KiB, so that snapshots fit) and %d (MQTT's largest packet)", maxMQTTPacket)
 		}
 	} else if c.MQTT.URL == "" {
 		p.Add("mqtt.url", "required when broker.enabled is false")

@@ -351,7 +351,9 @@ func (a *API) login(w http.ResponseWriter, r *http.Request) {
 		a.storeError(w, "login", err)
 		return
 	}
-	http.SetCookie(w, &http.Cookie{Name: SessionCookie, Value: id, Path: "/", HttpOnly: true, SameSite: http.SameSiteStrictMode,
+	// Secure whenever the console is reached over https (http.public_url) or TLS; a plain-http LAN
+	// install cannot use Secure cookies at all.
+	http.SetCookie(w, &http.Cookie{Name: SessionCookie, Value: id, Path: "/", HttpOnly: true, SameSite: http.SameSiteStrictMode, // #nosec G124 -- Secure as above
 		Secure: a.authOpt.SecureCookies || r.TLS != nil, Expires: se.ExpiresAt})
 	a.log.Info("signed in", "username", u.Username, "role", u.Role)
 	writeJSON(w, http.StatusOK, sessionView{User: u, CSRFToken: se.CSRF})
@@ -369,7 +371,8 @@ func (a *API) logout(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 	}
-	http.SetCookie(w, &http.Cookie{Name: SessionCookie, Value: "", Path: "/", HttpOnly: true, SameSite: http.SameSiteStrictMode, MaxAge: -1})
+	http.SetCookie(w, &http.Cookie{Name: SessionCookie, Value: "", Path: "/", HttpOnly: true, SameSite: http.SameSiteStrictMode, MaxAge: -1, // #nosec G124 -- Secure as at sign-in
+		Secure: a.authOpt.SecureCookies || r.TLS != nil})
 	w.WriteHeader(http.StatusNoContent)
 }
 
