@@ -97,6 +97,16 @@ func decodeJSON(w http.ResponseWriter, r *http.Request, limit int64, dst any, us
 	return false
 }
 
+// MinDownloadRate is the slowest a client may fetch evidence and photos:
+// such downloads get the write timeout plus one second per this many bytes,
+// so that a 20 MB clip reaches a field unit on a poor link.
+const MinDownloadRate = 64 << 10
+
+// extendDownload gives a download of n bytes its time (see MinDownloadRate).
+func (a *API) extendDownload(w http.ResponseWriter, n int) {
+	extendWrite(w, a.lim().WriteTimeout+time.Duration(n/MinDownloadRate)*time.Second)
+}
+
 // extendWrite moves the connection's write deadline to d from now, for a
 // handler that legitimately answers later than the server's WriteTimeout
 // (a zero d removes the deadline). Errors are ignored: a writer that

@@ -137,6 +137,7 @@ func (a *API) getPhoto(w http.ResponseWriter, r *http.Request) {
 	w.Header().Set("Content-Type", p.ContentType)
 	w.Header().Set("ETag", `"`+p.SHA256+`"`)
 	w.Header().Set("Cache-Control", "private, max-age=86400, immutable")
+	a.extendDownload(w, len(p.Data))
 	http.ServeContent(w, r, "", p.CreatedAt, bytesReader(p.Data))
 }
 
@@ -160,5 +161,6 @@ func (a *API) orderSnapshot(w http.ResponseWriter, r *http.Request) {
 	w.Header().Set("Content-Type", "image/jpeg")
 	w.Header().Set("ETag", `"`+ev.SHA256+`"`)
 	w.Header().Set("Cache-Control", "private, max-age=86400, immutable")
+	a.extendDownload(w, len(ev.Data))
 	http.ServeContent(w, r, "", ev.ReceivedAt, bytesReader(ev.Data))
 }

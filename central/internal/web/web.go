@@ -253,6 +253,7 @@ func (a *API) evidence(kind wire.EvidenceKind, contentType string) http.HandlerF
 		w.Header().Set("ETag", `"`+ev.SHA256+`"`)
 		w.Header().Set("Cache-Control", "private, max-age=86400, immutable")
 		w.Header().Set("X-Content-SHA256", ev.SHA256)
+		a.extendDownload(w, len(ev.Data))
 		http.ServeContent(w, r, "", ev.ReceivedAt, bytesReader(ev.Data))
 	}
 }
