@@ -5,7 +5,9 @@ import (
 	"context"
 	"io"
 	"net/http"
+	"net/url"
 	"slices"
+	"strings"
 	"testing"
 
 	"github.com/xueliang/xl/central/internal/order"
@@ -130,6 +132,89 @@ func FuzzAPIBodies(f *testing.F) {
 		}
 		if _, _, err := w.st.VerifyAudit(ctx); err != nil {
 			t.Fatalf("audit chain: %v", err)
+		}
+	})
+}
+
+// fuzzReads are the read endpoints FuzzAPIQueries calls; {x} is replaced
+// by the fuzzed path element.
+var fuzzReads = []struct{ user, path string }{
+	{"duty", "/api/v1/alerts"},
+	{"duty", "/api/v1/incidents"},
+	{"duty", "/api/v1/orders"},
+	{"agri", "/api/v1/orders"},
+	{"ops", "/api/v1/egress"},
+	{"duty", "/api/v1/alerts/{x}"},
+	{"duty", "/api/v1/alerts/{x}/snapshot.jpg"},
+	{"duty", "/api/v1/incidents/{x}"},
+	{"agri", "/api/v1/orders/{x}"},
+	{"agri", "/api/v1/orders/{agri}/photos/{x}"},
+	{"duty", "/api/v1/cameras"},
+}
+
+// FuzzAPIQueries calls the read endpoints with arbitrary query strings and
+// path elements: 2xx, 304 or 4xx, never 5xx, and an agency never sees
+// another agency's order.
+func FuzzAPIQueries(f *testing.F) {
+	for _, s := range []struct {
+		route      uint8
+		query, arg string
+	}{
+		{0, "limit=10&camera_id=lixin-sluice-east&type=illegal_fishing&since=2026-11-21T20:00:00%2B08:00", ""},
+		{0, "limit=0", ""},
+		{0, "limit=1001", ""},
+		{0, "before=1763726400000000000.1&limit=1", ""},
+		{0, "before=-9223372036854775808.9223372036854775807", ""},
+		{0, "since=9999-12-31T23:59:59.999999999Z", ""},
+		{0, "agent_id=../../etc&type=DROP%20TABLE", ""},
+		{1, "state=open&camera_id=x&limit=5", ""},
+		{2, "agency_id=river-police&state=dispatched", ""},
+		{3, "agency_id=river-police", ""},
+		{4, "state=dead&order_id=x&limit=1000", ""},
+		{4, "state=%00", ""},
+		{5, "", "01JD3Z8Q6P4X2N7M5K9R1T0VWC"},
+		{6, "", "%2e%2e"},
+		{7, "", "1"},
+		{8, "", "{river}"},
+		{9, "", "9223372036854775807"},
+		{9, "", "-1"},
+		{10, "x=" + string(bytes.Repeat([]byte("a"), 2000)), ""},
+	} {
+		f.Add(s.route, s.query, s.arg)
+	}
+	w := newWorld(f)
+	ids := map[string]string{"{agri}": w.orders["agri-brigade"], "{river}": w.orders["river-police"]}
+	client := &http.Client{}
+	f.Fuzz(func(t *testing.T, route uint8, query, arg string) {
+		rt := fuzzReads[int(route)%len(fuzzReads)]
+		if v, ok := ids[arg]; ok {
+			arg = v
+		}
+		path := strings.ReplaceAll(rt.path, "{x}", url.PathEscape(arg))
+		for k, v := range ids {
+			path = strings.ReplaceAll(path, k, v)
+		}
+		u, err := url.Parse(w.srv.URL + path)
+		if err != nil {
+			return
+		}
+		u.RawQuery = query
+		req, err := http.NewRequest("GET", u.String(), nil)
+		if err != nil {
+			return // not a request a client can send
+		}
+		req.Header.Set("Authorization", "Bearer "+w.tok[rt.user])
+		resp, err := client.Do(req)
+		if err != nil {
+			t.Fatalf("%s: no answer (a panic in the handler?): %v", u, err)
+		}
+		body, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode >= 500 || resp.StatusCode < 200 {
+			t.Fatalf("%s: %d %s", u, resp.StatusCode, body)
+		}
+		if rt.user == "agri" && resp.StatusCode == 200 && bytes.Contains(body, []byte(ids["{river}"])) {
+			t.Fatalf("agency agri-brigade saw river-police's order: %s", body)
 		}
 	})
 }
