@@ -32,32 +32,110 @@ type Server struct {
 	mu      sync.Mutex
 	checks  map[string]Check
 	running atomic.Bool
+	limits  Limits
+}
+
+// Limits bound what one HTTP client may cost the server. The zero value of
+// a field means its default (DefaultLimits).
+type Limits struct {
+	// ReadHeaderTimeout: a client that has not sent its request headers
+	// by then is disconnected (slowloris).
+	ReadHeaderTimeout time.Duration
+	// ReadTimeout bounds reading a whole request, body included; handlers
+	// that take large uploads extend it for themselves.
+	ReadTimeout time.Duration
+	// WriteTimeout bounds writing a response; streaming and long-waiting
+	// handlers (server-sent events, agent commands) manage their own write
+	// deadlines with http.ResponseController.
+	WriteTimeout time.Duration
+	// IdleTimeout closes keep-alive connections idle this long.
+	IdleTimeout time.Duration
+	// MaxHeaderBytes is the largest request line and headers; larger
+	// requests get 431.
+	MaxHeaderBytes int
+	// MaxBodyBytes is the largest request body on any route, a backstop
+	// for the per-route limits of the handlers; larger bodies get 413.
+	MaxBodyBytes int64
+}
+
+// DefaultLimits are the limits of a server whose configuration sets none.
+func DefaultLimits() Limits {
+	return Limits{
+		ReadHeaderTimeout: 5 * time.Second,
+		ReadTimeout:       30 * time.Second,
+		WriteTimeout:      60 * time.Second,
+		IdleTimeout:       120 * time.Second,
+		MaxHeaderBytes:    64 << 10,
+		MaxBodyBytes:      1 << 20,
+	}
+}
+
+// withDefaults fills in the zero fields of l.
+func (l Limits) withDefaults() Limits {
+	d := DefaultLimits()
+	if l.ReadHeaderTimeout <= 0 {
+		l.ReadHeaderTimeout = d.ReadHeaderTimeout
+	}
+	if l.ReadTimeout <= 0 {
+		l.ReadTimeout = d.ReadTimeout
+	}
+	if l.WriteTimeout <= 0 {
+		l.WriteTimeout = d.WriteTimeout
+	}
+	if l.IdleTimeout <= 0 {
+		l.IdleTimeout = d.IdleTimeout
+	}
+	if l.MaxHeaderBytes <= 0 {
+		l.MaxHeaderBytes = d.MaxHeaderBytes
+	}
+	if l.MaxBodyBytes <= 0 {
+		l.MaxBodyBytes = d.MaxBodyBytes
+	}
+	return l
 }
 
 // New listens on addr at once, so a taken port is an error here rather than
-// later; routes can be added to Mux until Run is called.
+// later; routes can be added to Mux until Run is called. The server has
+// DefaultLimits; NewWithLimits sets others.
 func New(addr string, reg *prometheus.Registry, log *slog.Logger) (*Server, error) {
+	return NewWithLimits(addr, reg, log, Limits{})
+}
+
+// NewWithLimits is New with the limits given (zero fields: defaults).
+func NewWithLimits(addr string, reg *prometheus.Registry, log *slog.Logger, lim Limits) (*Server, error) {
 	ln, err := net.Listen("tcp", addr)
 	if err != nil {
 		return nil, fmt.Errorf("http: listen on %s: %w (set http.addr or XL_HTTP_ADDR to a free address)", addr, err)
 	}
-	s := &Server{Mux: http.NewServeMux(), log: log, ln: ln, checks: map[string]Check{}}
+	lim = lim.withDefaults()
+	s := &Server{Mux: http.NewServeMux(), log: log, ln: ln, checks: map[string]Check{}, limits: lim}
 	s.Mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
 		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
 		_, _ = w.Write([]byte("ok\n"))
 	})
 	s.Mux.HandleFunc("GET /readyz", s.readyz)
 	s.Mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg}))
-	s.srv = &http.Server{
-		Handler:           s.Mux,
-		ReadHeaderTimeout: 5 * time.Second,
-		ReadTimeout:       30 * time.Second,
-		IdleTimeout:       120 * time.Second,
-		MaxHeaderBytes:    64 << 10,
-		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
-	}
+	s.srv = NewServer(http.MaxBytesHandler(s.Mux, lim.MaxBodyBytes), lim, log)
 	return s, nil
 }
+
+// NewServer is an http.Server with the limits given (zero fields:
+// defaults), for servers that do not need the ops routes.
+func NewServer(h http.Handler, lim Limits, log *slog.Logger) *http.Server {
+	lim = lim.withDefaults()
+	return &http.Server{
+		Handler:           h,
+		ReadHeaderTimeout: lim.ReadHeaderTimeout,
+		ReadTimeout:       lim.ReadTimeout,
+		WriteTimeout:      lim.WriteTimeout,
+		IdleTimeout:       lim.IdleTimeout,
+		MaxHeaderBytes:    lim.MaxHeaderBytes,
+		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
+	}
+}
+
+// Limits are the server's limits, defaults filled in.
+func (s *Server) Limits() Limits { return s.limits }
 
 // EnablePprof serves Go's profiler under /debug/pprof/ (opt-in: it reveals
 // internals and costs CPU while a profile runs).

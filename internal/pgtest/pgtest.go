@@ -22,7 +22,7 @@ import (
 )
 
 // DefaultDSN is the role and database deploy/scripts/postgres.sh creates.
-const DefaultDSN = "postgres://xl_test:xl_test@127.0.0.1:5432/xl_test?sslmode=disable"
+const DefaultDSN = "postgres://xl_test:xl_test@127.0.0.1:5432/xl_test?sslmode=disable" // #nosec G101 -- the throw-away local test database
 
 // DSN is $XL_TEST_PG_DSN, or DefaultDSN.
 func DSN() string {

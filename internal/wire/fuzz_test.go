@@ -40,20 +40,3 @@ func FuzzDecodeAlert(f *testing.F) {
 		}
 	})
 }
-
-// FuzzDecodeStatus does the same for status messages.
-func FuzzDecodeStatus(f *testing.F) {
-	f.Add(readFile(f, "status_online.json"))
-	f.Fuzz(func(t *testing.T, b []byte) {
-		s, err := dec.DecodeStatus(b)
-		if err != nil {
-			if ReasonOf(err) == "" {
-				t.Fatalf("rejection without a reason: %v", err)
-			}
-			return
-		}
-		if _, err := Marshal(s); err != nil {
-			t.Fatal(err)
-		}
-	})
-}

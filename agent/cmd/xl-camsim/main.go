@@ -21,6 +21,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/xueliang/xl/internal/camsim"
+	"github.com/xueliang/xl/internal/opshttp"
 )
 
 // version is set at build time: -ldflags "-X main.version=1.2.3".
@@ -133,7 +134,8 @@ func run(cmd *cobra.Command, o options) error {
 		return fmt.Errorf("--control: %w", err)
 	}
 	fmt.Fprintf(out, "control\thttp://%s/faults\n", ln.Addr())
-	hs := &http.Server{Handler: srv.ControlHandler(), ReadHeaderTimeout: 5 * time.Second}
+	// The control API takes no request bodies: 4 KiB is plenty.
+	hs := opshttp.NewServer(http.MaxBytesHandler(srv.ControlHandler(), 4<<10), opshttp.Limits{}, log)
 	served := make(chan error, 1)
 	go func() { served <- hs.Serve(ln) }() // joined below
 	err = srv.Run(ctx)

@@ -80,7 +80,7 @@ func Run(ctx context.Context, opts Options) (Summary, error) {
 		return Summary{}, fmt.Errorf("replay: source %s is not a file", abs)
 	}
 	if opts.Snapshots != "" {
-		if err := os.MkdirAll(opts.Snapshots, 0o755); err != nil {
+		if err := os.MkdirAll(opts.Snapshots, 0o750); err != nil {
 			return Summary{}, fmt.Errorf("replay: snapshots: %w", err)
 		}
 	}
@@ -150,7 +150,7 @@ func (l *lines) Publish(a *wire.Alert, snapshot, clean []byte) error {
 			data []byte
 		}{{a.AlertID + ".jpg", snapshot}, {a.AlertID + ".clean.jpg", clean}} {
 			if len(f.data) > 0 && err == nil {
-				err = os.WriteFile(filepath.Join(l.dir, f.name), f.data, 0o644)
+				err = os.WriteFile(filepath.Join(l.dir, f.name), f.data, 0o600)
 			}
 		}
 	}

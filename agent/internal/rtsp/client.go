@@ -252,7 +252,7 @@ func jitter(d time.Duration) time.Duration {
 	if d <= 1 {
 		return d
 	}
-	return d/2 + rand.N(d/2+1)
+	return d/2 + rand.N(d/2+1) // #nosec G404 -- reconnect jitter, not a secret
 }
 
 // Close stops Run and waits for it to return. It is safe to call more than
@@ -459,34 +459,15 @@ func (s *stream) setup() error {
 		c.m.error(errKindConnect)
 		return fmt.Errorf("rtsp: DESCRIBE: %w", err)
 	}
-	medi, forma := pickVideo(desc)
-	if medi == nil {
+	tr, err := videoTrack(desc)
+	if err != nil {
 		c.m.error(errKindSDP)
-		return fmt.Errorf("%w (%d media)", ErrNoVideo, len(desc.Medias))
+		return err
 	}
-
-	switch f := forma.(type) {
-	case *format.H264:
-		dec, err := f.CreateDecoder()
-		if err != nil {
-			c.m.error(errKindSDP)
-			return fmt.Errorf("rtsp: H.264 RTP decoder: %w", err)
-		}
-		s.codec = CodecH264
-		s.decode = dec.Decode
-		sps, pps := f.SafeParams()
-		s.builder.setInitial(CodecH264, &ParamSets{SPS: sps, PPS: pps})
-	case *format.H265:
-		dec, err := f.CreateDecoder()
-		if err != nil {
-			c.m.error(errKindSDP)
-			return fmt.Errorf("rtsp: H.265 RTP decoder: %w", err)
-		}
-		s.codec = CodecH265
-		s.decode = dec.Decode
-		vps, sps, pps := f.SafeParams()
-		s.builder.setInitial(CodecH265, &ParamSets{VPS: vps, SPS: sps, PPS: pps})
-	}
+	medi, forma := tr.media, tr.format
+	s.codec = tr.codec
+	s.decode = tr.decode
+	s.builder.setInitial(tr.codec, tr.params)
 	if w, h, ok := s.builder.params.Resolution(s.codec); ok {
 		c.log.Debug("SDP parameter sets", "codec", s.codec, "width", w, "height", h)
 	}
@@ -501,6 +482,45 @@ func (s *stream) setup() error {
 	}
 	s.gc.OnPacketRTP(medi, forma, func(pkt *rtp.Packet) { s.onPacket(medi, pkt) })
 	return nil
+}
+
+// track is the video media of a session the client reads, with what the
+// SDP says about it.
+type track struct {
+	media  *description.Media
+	format format.Format
+	codec  string // CodecH264 or CodecH265
+	params *ParamSets
+	decode func(*rtp.Packet) ([][]byte, error)
+}
+
+// videoTrack picks the first H.264 or H.265 video media of a session
+// description and prepares its RTP depacketizer and parameter sets.
+func videoTrack(desc *description.Session) (track, error) {
+	medi, forma := pickVideo(desc)
+	if medi == nil {
+		return track{}, fmt.Errorf("%w (%d media)", ErrNoVideo, len(desc.Medias))
+	}
+	tr := track{media: medi, format: forma}
+	switch f := forma.(type) {
+	case *format.H264:
+		dec, err := f.CreateDecoder()
+		if err != nil {
+			return track{}, fmt.Errorf("rtsp: H.264 RTP decoder: %w", err)
+		}
+		tr.codec, tr.decode = CodecH264, dec.Decode
+		sps, pps := f.SafeParams()
+		tr.params = &ParamSets{SPS: sps, PPS: pps}
+	case *format.H265:
+		dec, err := f.CreateDecoder()
+		if err != nil {
+			return track{}, fmt.Errorf("rtsp: H.265 RTP decoder: %w", err)
+		}
+		tr.codec, tr.decode = CodecH265, dec.Decode
+		vps, sps, pps := f.SafeParams()
+		tr.params = &ParamSets{VPS: vps, SPS: sps, PPS: pps}
+	}
+	return tr, nil
 }
 
 // pickVideo returns the first video media with an H.264 or H.265 format.

@@ -252,7 +252,7 @@ func (s *Source) runCapture(ctx context.Context) error {
 			backoff = s.cfg.ReconnectMin
 		}
 		// Full jitter keeps a fleet of agents from reconnecting in step.
-		d := time.Duration(rand.Int64N(int64(backoff))) + backoff/2
+		d := time.Duration(rand.Int64N(int64(backoff))) + backoff/2 // #nosec G404 -- reconnect jitter, not a secret
 		s.log.Warn("stream lost; reconnecting", "err", err, "in", d.Round(time.Millisecond))
 		select {
 		case <-ctx.Done():

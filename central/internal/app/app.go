@@ -125,7 +125,7 @@ func New(ctx context.Context, cfg *Config, log *slog.Logger) (_ *Central, err er
 	})
 	c.parts.Add(c.intake)
 	c.parts.Add(c.egress) // after intake: it publishes through its connection
-	c.http, err = opshttp.New(cfg.HTTP.Addr, c.Reg, log.With("component", "http"))
+	c.http, err = opshttp.NewWithLimits(cfg.HTTP.Addr, c.Reg, log.With("component", "http"), cfg.HTTP.Limits())
 	if err != nil {
 		return nil, err
 	}
@@ -137,7 +137,9 @@ func New(ctx context.Context, cfg *Config, log *slog.Logger) (_ *Central, err er
 	secure := strings.HasPrefix(cfg.HTTP.PublicURL, "https://")
 	web.New(c.store, c.intake, log).WithDispatch(c.store, c.disp).WithEgress(c.store, c.egress.Notify).
 		WithAuth(c.store, web.AuthOptions{SecureCookies: secure}).WithEvents(c.hub).WithPhotos(c.store).
-		WithPlaces(places(&cfg.Routing)).Register(c.http.Mux)
+		WithPlaces(places(&cfg.Routing)).
+		WithLimits(web.Limits{MaxPhotoBytes: cfg.HTTP.MaxPhotoBytes, UploadTimeout: cfg.HTTP.UploadTimeout, WriteTimeout: cfg.HTTP.WriteTimeout}).
+		Register(c.http.Mux)
 	c.parts.Add(c.http)
 	c.parts.Add(c.hub) // closed first: live streams end before the HTTP server shuts down
 	// Under systemd: READY=1, and watchdog keep-alives while the store answers.

@@ -11,6 +11,7 @@ import (
 	"github.com/xueliang/xl/internal/config"
 	"github.com/xueliang/xl/internal/logging"
 	"github.com/xueliang/xl/internal/mqttc"
+	"github.com/xueliang/xl/internal/opshttp"
 )
 
 // Config is xl-central's configuration (configs/central.yaml).
@@ -54,6 +55,15 @@ type HTTPConfig struct {
 	// PublicURL is central's address as agencies and field units reach it,
 	// for the links in their orders; empty: orders carry no links.
 	PublicURL string `mapstructure:"public_url"`
+
+	// Limits on clients (docs/operations.md, "HTTP limits").
+	ReadHeaderTimeout time.Duration `mapstructure:"read_header_timeout"` // request line and headers (slowloris)
+	ReadTimeout       time.Duration `mapstructure:"read_timeout"`        // a whole request, body included
+	WriteTimeout      time.Duration `mapstructure:"write_timeout"`       // a response; per write for event streams
+	IdleTimeout       time.Duration `mapstructure:"idle_timeout"`        // an idle keep-alive connection
+	MaxHeaderBytes    int           `mapstructure:"max_header_bytes"`    // larger: 431
+	MaxPhotoBytes     int           `mapstructure:"max_photo_bytes"`     // a field unit's photo; larger: 413
+	UploadTimeout     time.Duration `mapstructure:"upload_timeout"`      // a photo upload, instead of read_timeout
 }
 
 // StoreConfig selects central's database.
@@ -74,13 +84,19 @@ type IntakeConfig struct {
 	ShareGroup string `mapstructure:"share_group"`
 }
 
+// maxMQTTPacket is the largest packet MQTT's length field can describe
+// (256 MiB - 1); the broker keeps the limit in 32 bits.
+const maxMQTTPacket = 268435455
+
 // DefaultConfig is the configuration with nothing set.
 func DefaultConfig() *Config {
 	m := mqttc.Default()
 	m.URL = "" // the embedded broker
 	m.ClientID = "xl-central"
 	return &Config{
-		HTTP:      HTTPConfig{Addr: "127.0.0.1:8080"},
+		HTTP: HTTPConfig{Addr: "127.0.0.1:8080", ReadHeaderTimeout: 5 * time.Second, ReadTimeout: 30 * time.Second,
+			WriteTimeout: time.Minute, IdleTimeout: 2 * time.Minute, MaxHeaderBytes: 64 << 10,
+			MaxPhotoBytes: 10 << 20, UploadTimeout: 2 * time.Minute},
 		Broker:    broker.Config{Enabled: true, Listen: "127.0.0.1:1883", MaxPacketBytes: 16 << 20},
 		MQTT:      m,
 		Store:     StoreConfig{Driver: "sqlite", Path: "data/xl-central.db"},
@@ -98,14 +114,15 @@ func (c *Config) ApplyDefaults() { c.Routing.ApplyDefaults() }
 func (c *Config) Validate() []config.FieldError {
 	var p config.Problems
 	p.HostPort("http.addr", c.HTTP.Addr, true)
+	c.HTTP.validateLimits(&p)
 	if c.Broker.Enabled {
 		p.HostPort("broker.listen", c.Broker.Listen, true)
 		for _, msg := range c.Broker.Validate() {
 			key, rest, _ := strings.Cut(msg, ": ")
 			p.Add("broker."+key, "%s", rest)
 		}
-		if c.Broker.MaxPacketBytes < 256<<10 {
-			p.Add("broker.max_packet_bytes", "at least 262144 (256 KiB), so that snapshots fit")
+		if c.Broker.MaxPacketBytes < 256<<10 || c.Broker.MaxPacketBytes > maxMQTTPacket {
+			p.Add("broker.max_packet_bytes", "must be within 262144 (256 KiB, so that snapshots fit) and %d (MQTT's largest packet)", maxMQTTPacket)
 		}
 	} else if c.MQTT.URL == "" {
 		p.Add("mqtt.url", "required when broker.enabled is false")
@@ -159,6 +176,41 @@ func (c *Config) Validate() []config.FieldError {
 		p.Add("log", "%s", msg)
 	}
 	return p.List()
+}
+
+func (h HTTPConfig) validateLimits(p *config.Problems) {
+	for _, d := range []struct {
+		key      string
+		v        time.Duration
+		min, max time.Duration
+	}{
+		{"http.read_header_timeout", h.ReadHeaderTimeout, 100 * time.Millisecond, time.Minute},
+		{"http.read_timeout", h.ReadTimeout, 100 * time.Millisecond, 10 * time.Minute},
+		{"http.write_timeout", h.WriteTimeout, 100 * time.Millisecond, 10 * time.Minute},
+		{"http.idle_timeout", h.IdleTimeout, time.Second, time.Hour},
+		{"http.upload_timeout", h.UploadTimeout, time.Second, time.Hour},
+	} {
+		if d.v < d.min || d.v > d.max {
+			p.Add(d.key, "must be within %s–%s", d.min, d.max)
+		}
+	}
+	if h.ReadHeaderTimeout > h.ReadTimeout {
+		p.Add("http.read_header_timeout", "must not be longer than http.read_timeout")
+	}
+	if h.MaxHeaderBytes < 4<<10 || h.MaxHeaderBytes > 1<<20 {
+		p.Add("http.max_header_bytes", "must be within 4096–1048576")
+	}
+	if h.MaxPhotoBytes < 64<<10 || h.MaxPhotoBytes > 64<<20 {
+		p.Add("http.max_photo_bytes", "must be within 65536 (64 KiB)–67108864 (64 MiB)")
+	}
+}
+
+// Limits are the HTTP server's limits.
+func (h HTTPConfig) Limits() opshttp.Limits {
+	return opshttp.Limits{ReadHeaderTimeout: h.ReadHeaderTimeout, ReadTimeout: h.ReadTimeout, WriteTimeout: h.WriteTimeout,
+		IdleTimeout: h.IdleTimeout, MaxHeaderBytes: h.MaxHeaderBytes,
+		// The backstop on every route: a photo and its form.
+		MaxBodyBytes: int64(h.MaxPhotoBytes) + 128<<10}
 }
 
 // LoadConfig reads, overrides from XL_* and validates a configuration file.

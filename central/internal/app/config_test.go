@@ -72,3 +72,17 @@ func TestEnvOverridesCentralConfig(t *testing.T) {
 		t.Fatalf("env ignored: %+v", cfg)
 	}
 }
+
+// A packet limit beyond MQTT's largest packet would wrap in the broker's
+// 32-bit setting: it is a configuration error.
+func TestBrokerPacketLimitBounded(t *testing.T) {
+	for _, n := range []string{"4294967296", "268435456", "1000"} {
+		path := filepath.Join(t.TempDir(), "central.yaml")
+		if err := os.WriteFile(path, []byte("broker:\n  max_packet_bytes: "+n+"\n"), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := LoadConfig(path); err == nil || !strings.Contains(err.Error(), "broker.max_packet_bytes") {
+			t.Errorf("max_packet_bytes %s: %v", n, err)
+		}
+	}
+}

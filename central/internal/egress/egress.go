@@ -246,7 +246,7 @@ func (s *Sender) backoff(n int) time.Duration {
 		d *= 2
 	}
 	d = min(d, s.opt.MaxBackoff)
-	return time.Duration(float64(d) * (0.8 + 0.4*rand.Float64()))
+	return time.Duration(float64(d) * (0.8 + 0.4*rand.Float64())) // #nosec G404 -- retry jitter, not a secret
 }
 
 // send delivers e once. permanent is true when retrying cannot help (a

@@ -7,7 +7,6 @@ import (
 	"crypto/subtle"
 	"encoding/base64"
 	"encoding/hex"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"net"
@@ -213,6 +212,10 @@ func sameOrigin(r *http.Request) bool {
 	return err == nil && u.Host == r.Host
 }
 
+// maxLimiterKeys bounds the sign-in limiter's memory: keys are at most
+// "user:" and a 64-byte username, or "ip:" and an address.
+const maxLimiterKeys = 100_000
+
 // limiter counts failed logins per key in a fixed window.
 type limiter struct {
 	mu     sync.Mutex
@@ -244,8 +247,15 @@ func (l *limiter) blocked(key string, now time.Time) (time.Duration, bool) {
 func (l *limiter) fail(key string, now time.Time) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	if len(l.fails) > 100_000 { // bounded: forget everything rather than grow
-		clear(l.fails)
+	if len(l.fails) >= maxLimiterKeys { // bounded: drop expired windows, else forget everything rather than grow
+		for k, w := range l.fails {
+			if now.Sub(w.start) >= l.window {
+				delete(l.fails, k)
+			}
+		}
+		if len(l.fails) >= maxLimiterKeys {
+			clear(l.fails)
+		}
 	}
 	w, ok := l.fails[key]
 	if !ok || now.Sub(w.start) >= l.window {
@@ -285,9 +295,12 @@ func (a *API) login(w http.ResponseWriter, r *http.Request) {
 		Username string `json:"username"`
 		Password string `json:"password"`
 	}
-	dec := json.NewDecoder(http.MaxBytesReader(w, r.Body, 4096))
-	if err := dec.Decode(&body); err != nil || body.Username == "" {
-		writeError(w, http.StatusBadRequest, "bad_request", "body must be {\"username\": \"…\", \"password\": \"…\"}")
+	const usage = `{"username": "…", "password": "…"}`
+	if !decodeJSON(w, r, MaxJSONBytes, &body, usage) {
+		return
+	}
+	if body.Username == "" {
+		writeError(w, http.StatusBadRequest, "bad_request", "body must be "+usage+": username is empty")
 		return
 	}
 	if !sameOrigin(r) {
@@ -296,6 +309,18 @@ func (a *API) login(w http.ResponseWriter, r *http.Request) {
 	}
 	now := time.Now()
 	ipKey, userKey := "ip:"+clientIP(r), "user:"+body.Username
+	if !validUsername(body.Username) {
+		// No such user can exist: count the address only, so that junk
+		// names neither fill the limiter nor cost a bcrypt comparison.
+		if wait, blocked := a.limiter.blocked(ipKey, now); blocked {
+			w.Header().Set("Retry-After", strconv.Itoa(int(wait.Seconds())+1))
+			writeError(w, http.StatusTooManyRequests, "rate_limited", "too many failed sign-ins; try again later")
+			return
+		}
+		a.limiter.fail(ipKey, now)
+		writeError(w, http.StatusUnauthorized, "bad_credentials", "wrong username or password")
+		return
+	}
 	for _, k := range []string{ipKey, userKey} {
 		if wait, blocked := a.limiter.blocked(k, now); blocked {
 			w.Header().Set("Retry-After", strconv.Itoa(int(wait.Seconds())+1))
@@ -326,7 +351,9 @@ func (a *API) login(w http.ResponseWriter, r *http.Request) {
 		a.storeError(w, "login", err)
 		return
 	}
-	http.SetCookie(w, &http.Cookie{Name: SessionCookie, Value: id, Path: "/", HttpOnly: true, SameSite: http.SameSiteStrictMode,
+	// Secure whenever the console is reached over https (http.public_url) or TLS; a plain-http LAN
+	// install cannot use Secure cookies at all.
+	http.SetCookie(w, &http.Cookie{Name: SessionCookie, Value: id, Path: "/", HttpOnly: true, SameSite: http.SameSiteStrictMode, // #nosec G124 -- Secure as above
 		Secure: a.authOpt.SecureCookies || r.TLS != nil, Expires: se.ExpiresAt})
 	a.log.Info("signed in", "username", u.Username, "role", u.Role)
 	writeJSON(w, http.StatusOK, sessionView{User: u, CSRFToken: se.CSRF})
@@ -344,7 +371,8 @@ func (a *API) logout(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 	}
-	http.SetCookie(w, &http.Cookie{Name: SessionCookie, Value: "", Path: "/", HttpOnly: true, SameSite: http.SameSiteStrictMode, MaxAge: -1})
+	http.SetCookie(w, &http.Cookie{Name: SessionCookie, Value: "", Path: "/", HttpOnly: true, SameSite: http.SameSiteStrictMode, MaxAge: -1, // #nosec G124 -- Secure as at sign-in
+		Secure: a.authOpt.SecureCookies || r.TLS != nil})
 	w.WriteHeader(http.StatusNoContent)
 }
 
@@ -426,10 +454,7 @@ func (a *API) createUser(w http.ResponseWriter, r *http.Request) {
 		DisplayName string `json:"display_name"`
 		Password    string `json:"password"`
 	}
-	dec := json.NewDecoder(http.MaxBytesReader(w, r.Body, 4096))
-	dec.DisallowUnknownFields()
-	if err := dec.Decode(&body); err != nil {
-		writeError(w, http.StatusBadRequest, "bad_request", "body must be {username, role, agency_id, display_name, password}: "+err.Error())
+	if !decodeJSON(w, r, MaxJSONBytes, &body, "{username, role, agency_id, display_name, password}") {
 		return
 	}
 	u, err := NewUser(r.Context(), a.users, store.User{Username: body.Username, Role: body.Role, AgencyID: body.AgencyID, DisplayName: body.DisplayName}, body.Password)
@@ -449,8 +474,11 @@ func (a *API) createToken(w http.ResponseWriter, r *http.Request) {
 	var body struct {
 		Name string `json:"name"`
 	}
-	if err := json.NewDecoder(http.MaxBytesReader(w, r.Body, 4096)).Decode(&body); err != nil || body.Name == "" {
-		writeError(w, http.StatusBadRequest, "bad_request", "body must be {\"name\": \"…\"}")
+	if !decodeJSON(w, r, MaxJSONBytes, &body, `{"name": "…"}`) {
+		return
+	}
+	if body.Name == "" || len(body.Name) > 128 {
+		writeError(w, http.StatusBadRequest, "bad_request", `body must be {"name": "…"}: a name of 1–128 bytes`)
 		return
 	}
 	secret, t, err := NewToken(r.Context(), a.users, r.PathValue("username"), body.Name)

@@ -2,7 +2,6 @@ package web
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"net/http"
 	"strconv"
@@ -204,10 +203,7 @@ func (a *API) visibleOrder(w http.ResponseWriter, r *http.Request) (store.OrderR
 
 func (a *API) transition(w http.ResponseWriter, r *http.Request) {
 	var body TransitionRequest
-	dec := json.NewDecoder(http.MaxBytesReader(w, r.Body, 16<<10))
-	dec.DisallowUnknownFields()
-	if err := dec.Decode(&body); err != nil {
-		writeError(w, http.StatusBadRequest, "bad_request", "body must be {action, expected_version, command_id, note, reason, actor}: "+err.Error())
+	if !decodeJSON(w, r, MaxTransitionBytes, &body, "{action, expected_version, command_id, note, reason, actor}") {
 		return
 	}
 	actor := body.Actor

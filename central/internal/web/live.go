@@ -53,6 +53,10 @@ func (a *API) events(w http.ResponseWriter, r *http.Request) {
 	h.Set("Content-Type", "text/event-stream")
 	h.Set("Cache-Control", "no-store")
 	h.Set("X-Accel-Buffering", "no")
+	// The stream outlives the server's write timeout: each write gets its
+	// own deadline instead, so a client that stops reading is dropped.
+	wt := a.lim().WriteTimeout
+	extendWrite(w, wt)
 	w.WriteHeader(http.StatusOK)
 	fmt.Fprint(w, "retry: 3000\n\n")
 	if !resumed {
@@ -68,11 +72,14 @@ func (a *API) events(w http.ResponseWriter, r *http.Request) {
 		if ctx.Err() != nil || errors.Is(err, events.ErrClosed) {
 			return
 		}
+		extendWrite(w, wt)
 		if err != nil { // idle
 			if _, err := fmt.Fprint(w, ": keep-alive\n\n"); err != nil {
 				return
 			}
-			fl.Flush()
+			if http.NewResponseController(w).Flush() != nil {
+				return
+			}
 			continue
 		}
 		if dropped > lost {
@@ -82,6 +89,8 @@ func (a *API) events(w http.ResponseWriter, r *http.Request) {
 		for _, e := range batch {
 			fmt.Fprintf(w, "id: %d\nevent: %s\ndata: %s\n\n", e.ID, e.Type, e.Data)
 		}
-		fl.Flush()
+		if http.NewResponseController(w).Flush() != nil {
+			return // the client is gone or too slow
+		}
 	}
 }

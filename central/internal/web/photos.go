@@ -4,6 +4,8 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
+	"errors"
+	"fmt"
 	"io"
 	"net/http"
 	"strconv"
@@ -20,7 +22,8 @@ type Photos interface {
 	OrderPhoto(ctx context.Context, orderID string, id int64) (store.OrderPhoto, error)
 }
 
-// MaxPhotoBytes is the largest photo a field unit may upload.
+// MaxPhotoBytes is the default largest photo a field unit may upload
+// (Limits.MaxPhotoBytes, http.max_photo_bytes).
 const MaxPhotoBytes = 10 << 20
 
 // WithPhotos adds the order photo routes and the order's snapshot route.
@@ -57,16 +60,36 @@ func (a *API) addPhoto(w http.ResponseWriter, r *http.Request) {
 	if !ok {
 		return
 	}
-	r.Body = http.MaxBytesReader(w, r.Body, MaxPhotoBytes+64<<10)
+	lim := a.lim()
+	// Field units upload over slow links: the upload gets its own time.
+	_ = http.NewResponseController(w).SetReadDeadline(time.Now().Add(lim.UploadTimeout))
+	maxBody := int64(lim.MaxPhotoBytes) + 64<<10 // the photo, the note and the form's framing
+	r.Body = http.MaxBytesReader(w, r.Body, maxBody)
+	// The whole form is kept in memory (it is bounded by maxBody): nothing
+	// goes to temporary files.
+	if err := r.ParseMultipartForm(maxBody); err != nil {
+		var mbe *http.MaxBytesError
+		if errors.As(err, &mbe) {
+			writeTooLarge(w, mbe.Limit)
+			return
+		}
+	}
+	if r.MultipartForm != nil {
+		defer func() { _ = r.MultipartForm.RemoveAll() }()
+	}
 	f, _, err := r.FormFile("photo")
 	if err != nil {
-		writeError(w, http.StatusBadRequest, "bad_request", "a multipart form with a \"photo\" file of at most 10 MiB is needed")
+		writeError(w, http.StatusBadRequest, "bad_request", fmt.Sprintf("a multipart form with a \"photo\" file of at most %d bytes is needed", lim.MaxPhotoBytes))
 		return
 	}
 	defer f.Close()
-	data, err := io.ReadAll(io.LimitReader(f, MaxPhotoBytes+1))
-	if err != nil || len(data) == 0 || len(data) > MaxPhotoBytes {
-		writeError(w, http.StatusBadRequest, "bad_request", "the photo must be 1 byte to 10 MiB")
+	data, err := io.ReadAll(io.LimitReader(f, int64(lim.MaxPhotoBytes)+1))
+	if err == nil && len(data) > lim.MaxPhotoBytes {
+		writeTooLarge(w, int64(lim.MaxPhotoBytes))
+		return
+	}
+	if err != nil || len(data) == 0 {
+		writeError(w, http.StatusBadRequest, "bad_request", fmt.Sprintf("the photo must be 1 to %d bytes", lim.MaxPhotoBytes))
 		return
 	}
 	ct := http.DetectContentType(data)
@@ -114,6 +137,7 @@ func (a *API) getPhoto(w http.ResponseWriter, r *http.Request) {
 	w.Header().Set("Content-Type", p.ContentType)
 	w.Header().Set("ETag", `"`+p.SHA256+`"`)
 	w.Header().Set("Cache-Control", "private, max-age=86400, immutable")
+	a.extendDownload(w, len(p.Data))
 	http.ServeContent(w, r, "", p.CreatedAt, bytesReader(p.Data))
 }
 
@@ -137,5 +161,6 @@ func (a *API) orderSnapshot(w http.ResponseWriter, r *http.Request) {
 	w.Header().Set("Content-Type", "image/jpeg")
 	w.Header().Set("ETag", `"`+ev.SHA256+`"`)
 	w.Header().Set("Cache-Control", "private, max-age=86400, immutable")
+	a.extendDownload(w, len(ev.Data))
 	http.ServeContent(w, r, "", ev.ReceivedAt, bytesReader(ev.Data))
 }

@@ -57,6 +57,7 @@ type API struct {
 	photos Photos         // nil: no order photos
 	places Places         // cameras and agencies of the routing configuration
 	agency map[string]int // agency IDs known to the routing, for validation
+	limits Limits         // zero: DefaultLimits
 }
 
 // New returns the API over r; cmd may be nil (no command route).
@@ -252,6 +253,7 @@ func (a *API) evidence(kind wire.EvidenceKind, contentType string) http.HandlerF
 		w.Header().Set("ETag", `"`+ev.SHA256+`"`)
 		w.Header().Set("Cache-Control", "private, max-age=86400, immutable")
 		w.Header().Set("X-Content-SHA256", ev.SHA256)
+		a.extendDownload(w, len(ev.Data))
 		http.ServeContent(w, r, "", ev.ReceivedAt, bytesReader(ev.Data))
 	}
 }
@@ -303,10 +305,7 @@ func (a *API) command(w http.ResponseWriter, r *http.Request) {
 		Cmd      wire.CmdName `json:"cmd"`
 		CameraID string       `json:"camera_id"`
 	}
-	dec := json.NewDecoder(http.MaxBytesReader(w, r.Body, 4096))
-	dec.DisallowUnknownFields()
-	if err := dec.Decode(&body); err != nil {
-		writeError(w, http.StatusBadRequest, "bad_request", "body must be {\"cmd\": \"reload|snapshot|verify\", \"camera_id\": \"…\"}: "+err.Error())
+	if !decodeJSON(w, r, MaxJSONBytes, &body, `{"cmd": "reload|snapshot|verify", "camera_id": "…"}`) {
 		return
 	}
 	timeoutAfter := CommandTimeout
@@ -320,6 +319,8 @@ func (a *API) command(w http.ResponseWriter, r *http.Request) {
 	}
 	ctx, cancel := context.WithTimeout(r.Context(), timeoutAfter)
 	defer cancel()
+	// The answer may come later than the server's write timeout allows.
+	extendWrite(w, timeoutAfter+a.lim().WriteTimeout)
 	reply, err := a.cmd.Command(ctx, agentID, wire.Cmd{Cmd: body.Cmd, CameraID: body.CameraID})
 	var timeout interface{ Timeout() bool }
 	switch {
