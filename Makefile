@@ -48,7 +48,7 @@ help: ## show this list
 deps: ## install missing Debian packages (and Go if too old): deploy/scripts/deps.sh
 	@bash deploy/scripts/deps.sh
 
-build: ## build xl-central, xl-agent and xl-camsim into bin/
+build: ## build xl-central, xl-agent, xl-camsim and xl-loadgen into bin/
 	@mkdir -p $(BIN)
 	$(GO) build -ldflags "$(LDFLAGS)" -o $(BIN)/ $(CMDS)
 	@echo "built $(VERSION) ($(COMMIT)): $(BIN)/xl-central $(BIN)/xl-agent $(BIN)/xl-camsim $(BIN)/xl-loadgen"
