@@ -557,21 +557,7 @@ func faultCentralKill(t *testing.T, bin string, row *faultRow) {
 // the Mosquitto m, sharing the intake.
 func replicaPair(t *testing.T, bin, work, dsn string, m *mosquitto) []*replica {
 	t.Helper()
-	cfg := faultCentralConfig(t, work)
-	var reps []*replica
-	for _, name := range []string{"a", "b"} {
-		port := freePort(t)
-		reps = append(reps, &replica{name: "xl-central-" + name, base: fmt.Sprintf("http://127.0.0.1:%d", port), cfg: cfg,
-			env: []string{fmt.Sprintf("XL_HTTP_ADDR=127.0.0.1:%d", port), "XL_LOG_FORMAT=text", "XL_BROKER_ENABLED=false",
-				"XL_MQTT_URL=" + m.url, "XL_MQTT_USERNAME=xl-central", "XL_MQTT_PASSWORD=central-test-password",
-				"XL_MQTT_CLIENT_ID=xl-central-" + name, "XL_INTAKE_SHARE_GROUP=xl-central",
-				"XL_STORE_DRIVER=postgres", "XL_STORE_DSN=" + dsn}})
-	}
-	for _, r := range reps {
-		r.start(t, bin)
-	}
-	grantAPI(t, bin, reps[0].env, cfg, reps[0].base, reps[1].base)
-	return reps
+	return startReplicas(t, bin, faultCentralConfig(t, work), dsn, m, "a", "b")
 }
 
 // faultReplicaKill: one of two replicas on PostgreSQL is killed mid-stream

@@ -59,6 +59,29 @@ func getJSON(url string, v any) error {
 	return json.NewDecoder(resp.Body).Decode(v)
 }
 
+// startReplicas starts one xl-central replica per name with the
+// configuration at cfgPath on the PostgreSQL at dsn, behind the Mosquitto m
+// with a shared intake subscription, and gives the test API access to all.
+func startReplicas(t *testing.T, bin, cfgPath, dsn string, m *mosquitto, names ...string) []*replica {
+	t.Helper()
+	var reps []*replica
+	var bases []string
+	for _, name := range names {
+		port := freePort(t)
+		r := &replica{name: "xl-central-" + name, base: fmt.Sprintf("http://127.0.0.1:%d", port), cfg: cfgPath,
+			env: []string{fmt.Sprintf("XL_HTTP_ADDR=127.0.0.1:%d", port), "XL_LOG_FORMAT=text", "XL_BROKER_ENABLED=false",
+				"XL_MQTT_URL=" + m.url, "XL_MQTT_USERNAME=xl-central", "XL_MQTT_PASSWORD=central-test-password",
+				"XL_MQTT_CLIENT_ID=xl-central-" + name, "XL_INTAKE_SHARE_GROUP=xl-central",
+				"XL_STORE_DRIVER=postgres", "XL_STORE_DSN=" + dsn}}
+		reps, bases = append(reps, r), append(bases, r.base)
+	}
+	for _, r := range reps {
+		r.start(t, bin)
+	}
+	grantAPI(t, bin, reps[0].env, cfgPath, bases...)
+	return reps
+}
+
 // TestReplicasKillOneDuringBurst runs two xl-central replicas on one
 // PostgreSQL schema behind Mosquitto with a shared subscription. An agent
 // sends a burst of 1,000 illegal-fishing alerts from one camera; one
@@ -85,20 +108,8 @@ func TestReplicasKillOneDuringBurst(t *testing.T) {
 	if err := os.WriteFile(cfgPath, []byte(cfg), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	var reps []*replica
-	for _, name := range []string{"a", "b"} {
-		port := freePort(t)
-		reps = append(reps, &replica{name: "xl-central-" + name, base: fmt.Sprintf("http://127.0.0.1:%d", port), cfg: cfgPath,
-			env: []string{fmt.Sprintf("XL_HTTP_ADDR=127.0.0.1:%d", port), "XL_LOG_FORMAT=text", "XL_BROKER_ENABLED=false",
-				"XL_MQTT_URL=" + m.url, "XL_MQTT_USERNAME=xl-central", "XL_MQTT_PASSWORD=central-test-password",
-				"XL_MQTT_CLIENT_ID=xl-central-" + name, "XL_INTAKE_SHARE_GROUP=xl-central",
-				"XL_STORE_DRIVER=postgres", "XL_STORE_DSN=" + dsn}})
-	}
-	for _, r := range reps {
-		r.start(t, bin)
-	}
+	reps := startReplicas(t, bin, cfgPath, dsn, m, "a", "b")
 	a, b := reps[0], reps[1]
-	grantAPI(t, bin, a.env, cfgPath, a.base, b.base)
 
 	o := mqtt.NewClientOptions().AddBroker(m.url).SetClientID("hm-lixin-01").SetUsername("hm-lixin-01").
 		SetPassword("xueliang-demo-2026").SetCleanSession(false).SetAutoReconnect(true)
