@@ -89,7 +89,8 @@ func New(cfg *Config, path string, log *slog.Logger) (_ *Agent, err error) {
 			URL: cc.URL, FPS: cc.DetectFPS, Realtime: *cc.Realtime, QueueSize: 4,
 			ReconnectMin: time.Second, ReconnectMax: 30 * time.Second,
 			Transport: cc.Transport, KeyframeOnly: cc.KeyframeOnly, StallTimeout: cc.StallTimeout,
-			OnState: func(source.State) { a.pub.RefreshStatus() }, OnAccessUnit: rec.Feed(cc.ID),
+			ReadInterval: detectReadInterval(cc),
+			OnState:      func(source.State) { a.pub.RefreshStatus() }, OnAccessUnit: rec.Feed(cc.ID),
 		}, srcMetrics, log)
 		if err != nil {
 			return nil, err
@@ -204,4 +205,15 @@ func (a *Agent) Run(ctx context.Context) error {
 		"cameras", len(a.cameras), "detector", det, "broker", cfg.MQTT.URL, "http", a.HTTPAddr(), "config_version", cfg.Version)
 	err := a.parts.Run(ctx)
 	return errors.Join(err, a.ob.Close(), a.det.Close())
+}
+
+// detectReadInterval is how far apart a camera's detect stream is read: its
+// read_interval, but never longer than analysis waits between frames, so a
+// batch holds at most about one frame analysis takes.
+func detectReadInterval(cc CameraConfig) time.Duration {
+	ri := readInterval(cc)
+	if cc.DetectFPS > 0 {
+		ri = min(ri, time.Duration(float64(time.Second)/cc.DetectFPS))
+	}
+	return ri
 }

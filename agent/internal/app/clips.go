@@ -2,6 +2,7 @@ package app
 
 import (
 	"log/slog"
+	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 
@@ -19,7 +20,8 @@ func newRecorder(cfg *Config, sink recorder.Sink, rm *rtsp.Metrics, reg promethe
 		}
 		cams = append(cams, recorder.Camera{
 			ID: cc.ID, Record: cc.Record, Transport: cc.Transport, StallTimeout: cc.StallTimeout,
-			Pre: cc.Clip.Pre, Post: cc.Clip.Post, MaxBytes: cc.Clip.MaxBytes,
+			ReadInterval: readInterval(cc),
+			Pre:          cc.Clip.Pre, Post: cc.Clip.Post, MaxBytes: cc.Clip.MaxBytes,
 		})
 	}
 	if len(cams) == 0 {
@@ -30,4 +32,13 @@ func newRecorder(cfg *Config, sink recorder.Sink, rm *rtsp.Metrics, reg promethe
 		return nil, err
 	}
 	return recorder.New(cams, sink, m, rm, log)
+}
+
+// readInterval is a camera's read_interval (the record stream is never
+// decoded, so analysis does not bound it).
+func readInterval(cc CameraConfig) time.Duration {
+	if cc.ReadInterval == nil {
+		return DefaultReadInterval
+	}
+	return *cc.ReadInterval
 }

@@ -14,6 +14,7 @@ import (
 	"github.com/xueliang/xl/agent/internal/event"
 	"github.com/xueliang/xl/agent/internal/pipeline"
 	"github.com/xueliang/xl/agent/internal/recorder"
+	"github.com/xueliang/xl/agent/internal/rtsp"
 	"github.com/xueliang/xl/agent/internal/scenario"
 	"github.com/xueliang/xl/agent/internal/tamper"
 	"github.com/xueliang/xl/agent/internal/zone"
@@ -136,6 +137,10 @@ type CameraConfig struct {
 	KeyframeOnly    bool          `mapstructure:"keyframe_only"`
 	StallTimeout    time.Duration `mapstructure:"stall_timeout"`
 	StreamLostAfter time.Duration `mapstructure:"stream_lost_after"`
+	// ReadInterval reads TCP sessions in batches this far apart (never
+	// further apart than the analysis takes frames); 0 reads packets as
+	// they arrive. Default 200ms.
+	ReadInterval *time.Duration `mapstructure:"read_interval"`
 	// Timezone (IANA name) in which scenario schedules are read; empty: the
 	// box's local time.
 	Timezone  string             `mapstructure:"timezone"`
@@ -150,6 +155,9 @@ type CameraConfig struct {
 	Record string     `mapstructure:"record"`
 	Clip   ClipConfig `mapstructure:"clip"`
 }
+
+// DefaultReadInterval is a camera's read_interval when the file sets none.
+const DefaultReadInterval = 200 * time.Millisecond
 
 // ClipConfig is a camera's evidence clips: when an event starts, pre
 // seconds before it and post seconds after it are sent as an MP4.
@@ -223,6 +231,10 @@ func (c *Config) ApplyDefaults() {
 		}
 		if cam.StreamLostAfter == 0 {
 			cam.StreamLostAfter = 30 * time.Second
+		}
+		if cam.ReadInterval == nil {
+			d := DefaultReadInterval
+			cam.ReadInterval = &d
 		}
 		if cam.Clip.Enabled == nil {
 			on := cam.Record != "" || !strings.HasPrefix(cam.URL, "file:")
@@ -362,6 +374,9 @@ func (c *Config) Validate() []config.FieldError {
 		}
 		if cam.StreamLostAfter < time.Second {
 			p.Add(key+".stream_lost_after", "at least 1s")
+		}
+		if ri := cam.ReadInterval; ri != nil && (*ri < 0 || *ri > rtsp.MaxReadInterval) {
+			p.Add(key+".read_interval", "must be within [0, %v]", rtsp.MaxReadInterval)
 		}
 		if cam.Record != "" {
 			p.URL(key+".record", cam.Record, "rtsp", "rtsps")

@@ -172,3 +172,42 @@ func TestClipConfig(t *testing.T) {
 		})
 	}
 }
+
+func TestReadIntervalConfig(t *testing.T) {
+	valid := strings.Replace(threeMistakes, "detect_fsp: 5", "detect_fps: 5", 1)
+	valid = strings.Replace(valid, "[[0.1, 0.1], [0.9, 0.1]]", "[[0.1, 0.1], [0.9, 0.1], [0.5, 0.9]]", 1)
+	valid = strings.Replace(valid, "severity: 9", "severity: 2", 1)
+	camera := "    url: rtsp://127.0.0.1:8554/cam-1\n"
+	load := func(t *testing.T, insert string) (*Config, error) {
+		t.Helper()
+		path := filepath.Join(t.TempDir(), "agent.yaml")
+		if err := os.WriteFile(path, []byte(strings.Replace(valid, camera, camera+insert, 1)), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		return LoadConfig(path)
+	}
+	for _, tc := range []struct {
+		insert         string
+		detect, record time.Duration
+	}{
+		{"", 200 * time.Millisecond, 200 * time.Millisecond}, // the default
+		{"    read_interval: 0s\n", 0, 0},                    // off, not the default
+		{"    read_interval: 1s\n", 200 * time.Millisecond, time.Second},
+		{"    read_interval: 1s\n    keyframe_only: true\n", 200 * time.Millisecond, time.Second},
+		{"    read_interval: 150ms\n", 150 * time.Millisecond, 150 * time.Millisecond},
+	} {
+		cfg, err := load(t, tc.insert)
+		if err != nil {
+			t.Fatalf("%q: %v", tc.insert, err)
+		}
+		cc := cfg.Cameras[0]
+		if d, r := detectReadInterval(cc), readInterval(cc); d != tc.detect || r != tc.record {
+			t.Errorf("%q: detect stream every %v, record stream every %v; want %v and %v", tc.insert, d, r, tc.detect, tc.record)
+		}
+	}
+	for _, bad := range []string{"    read_interval: -1ms\n", "    read_interval: 2s\n"} {
+		if _, err := load(t, bad); err == nil || !strings.Contains(err.Error(), "cameras[0].read_interval") {
+			t.Errorf("%q: error %v, want one about cameras[0].read_interval", bad, err)
+		}
+	}
+}

@@ -61,6 +61,7 @@ type Camera struct {
 	// For the record stream's client.
 	Transport    string
 	StallTimeout time.Duration
+	ReadInterval time.Duration // rtsp.Config.ReadInterval
 	// Pre and Post are the seconds before and after the requested instant
 	// (defaults 6 s each); the clip starts at the key frame at or before
 	// at-Pre, so it may be up to one GOP longer.
@@ -202,7 +203,7 @@ func (r *Recorder) add(cc Camera, rm *rtsp.Metrics) error {
 	if cc.Record != "" {
 		cam.client, err = rtsp.New(rtsp.Config{
 			CameraID: cc.ID, Stream: rtsp.StreamRecord, URL: cc.Record, Transport: cc.Transport,
-			StallTimeout: cc.StallTimeout, OnAccessUnit: r.pushFunc(cam),
+			StallTimeout: cc.StallTimeout, ReadInterval: cc.ReadInterval, OnAccessUnit: r.pushFunc(cam),
 		}, rm, r.log)
 		if err != nil {
 			return fmt.Errorf("recorder: record stream: %w", err)

@@ -27,7 +27,11 @@ type AccessUnit struct {
 	// first access unit after connecting has a PTS of about zero). It
 	// restarts after every reconnect; see Session.
 	PTS time.Duration
-	// Wall is when the access unit was received.
+	// Wall is when the picture was taken, on this box's clock: the receipt
+	// time of an earlier access unit advanced by the PTS difference, so that
+	// access units read in a batch keep their spacing. It is never after
+	// the access unit was received, and never more than the read interval
+	// plus a second before.
 	Wall time.Time
 	// NALUs are the access unit's NAL units without start codes. Key frames
 	// always carry the parameter sets (VPS for H.265, SPS, PPS) in front, so

@@ -98,7 +98,17 @@ type Config struct {
 	// attempt or lost session (err is nil when Run ends because its
 	// context ended). Calls never overlap. May be nil.
 	OnState func(up bool, err error)
+	// ReadInterval, when positive, makes the client read a TCP session in
+	// batches once it plays: it sleeps this long, then takes everything
+	// buffered, instead of waking for every packet. That costs up to this
+	// much latency and saves much of the CPU a camera's stream takes on
+	// small boxes (see pacedConn). 0 reads packets as they arrive; at most
+	// MaxReadInterval. RTP over UDP is always read as it arrives.
+	ReadInterval time.Duration
 }
+
+// MaxReadInterval caps Config.ReadInterval.
+const MaxReadInterval = time.Second
 
 func (cfg Config) withDefaults() Config {
 	if cfg.Transport == "" {
@@ -169,6 +179,9 @@ func New(cfg Config, m *Metrics, log *slog.Logger) (*Client, error) {
 	}
 	if cfg.Stream != StreamDetect && cfg.Stream != StreamRecord {
 		return nil, fmt.Errorf("rtsp: camera %s: stream %q is not %s or %s", cfg.CameraID, cfg.Stream, StreamDetect, StreamRecord)
+	}
+	if cfg.ReadInterval < 0 || cfg.ReadInterval > MaxReadInterval {
+		return nil, fmt.Errorf("rtsp: camera %s: read interval %v is not between 0 and %v", cfg.CameraID, cfg.ReadInterval, MaxReadInterval)
 	}
 	if m == nil {
 		m, _ = NewMetrics(nil) // never fails without a registry
@@ -362,7 +375,9 @@ type stream struct {
 	gc        *gortsplib.Client
 	lastAU    atomic.Int64 // unix nanoseconds of the last access unit (or of PLAY)
 	delivered atomic.Bool
-	ended     bool // guarded by c.stateMu: no more callbacks
+	paced     atomic.Bool // read the connection in batches (pacedConn)
+	wall      wallClock   // access units' wall-clock times, from their PTS
+	ended     bool        // guarded by c.stateMu: no more callbacks
 }
 
 func (s *stream) run(ctx context.Context) (bool, error) {
@@ -375,6 +390,7 @@ func (s *stream) run(ctx context.Context) (bool, error) {
 		ReadTimeout:  c.cfg.ReadTimeout,
 		WriteTimeout: c.cfg.ReadTimeout,
 		TLSConfig:    c.cfg.TLSConfig,
+		DialContext:  pacedDialer(c.cfg.ReadInterval, &s.paced),
 		OnTransportSwitch: func(err error) {
 			c.log.Info("transport switch", "reason", err)
 		},
@@ -414,6 +430,7 @@ func (s *stream) run(ctx context.Context) (bool, error) {
 		return false, fmt.Errorf("rtsp: PLAY: %w", err)
 	}
 	s.played = true
+	s.paced.Store(proto == gortsplib.ProtocolTCP) // RTP comes in the RTSP connection
 	c.log.Info("playing", "session", s.session, "transport", proto.String(), "codec", s.codec)
 	s.lastAU.Store(time.Now().UnixNano())
 
@@ -575,15 +592,16 @@ func (s *stream) onPacket(medi *description.Media, pkt *rtp.Packet) {
 	if len(au.NALUs) == 0 {
 		return
 	}
+	now := time.Now()
 	au.PTS = ticksToDuration(pts, 90000)
-	au.Wall = time.Now()
+	au.Wall = s.wall.at(au.PTS, now, c.cfg.ReadInterval+time.Second)
 	au.Session = s.session
 	if changed {
 		w, h, _ := au.Params.Resolution(s.codec)
 		c.log.Info("parameter sets changed", "codec", s.codec, "width", w, "height", h)
 	}
 
-	s.lastAU.Store(au.Wall.UnixNano())
+	s.lastAU.Store(now.UnixNano())
 	c.m.accessUnits.Inc()
 	if !s.delivered.Swap(true) {
 		c.setUp(s)
@@ -596,4 +614,28 @@ func (s *stream) onPacket(medi *description.Media, pkt *rtp.Packet) {
 // ticksToDuration converts clock ticks to a Duration without overflow.
 func ticksToDuration(t int64, clockRate int64) time.Duration {
 	return time.Duration(t/clockRate)*time.Second + time.Duration(t%clockRate)*time.Second/time.Duration(clockRate)
+}
+
+// wallClock gives access units wall-clock times from their presentation
+// times, anchored at a receipt time: access units read in batches (or
+// delayed by the network) arrive in bursts, but the camera's clock spaces
+// them as they were captured. The mapping is re-anchored to the receipt
+// time whenever it would put an access unit in the future (the earliest
+// arrival wins, as in NTP's minimum filter) or more than maxLag in the past
+// (a PTS jump, a looping source, a camera clock slower than ours).
+type wallClock struct {
+	wall time.Time
+	pts  time.Duration
+	set  bool
+}
+
+func (w *wallClock) at(pts time.Duration, now time.Time, maxLag time.Duration) time.Time {
+	if w.set {
+		t := w.wall.Add(pts - w.pts)
+		if !t.After(now) && now.Sub(t) <= maxLag {
+			return t
+		}
+	}
+	w.wall, w.pts, w.set = now, pts, true
+	return now
 }

@@ -7,6 +7,7 @@ import (
 	"crypto/tls"
 	"errors"
 	"net"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -77,15 +78,19 @@ func TestPlayCamsim(t *testing.T) {
 		name      string
 		transport string
 		serverUDP bool
+		interval  time.Duration
 	}{
-		{"tcp", TransportTCP, false},
-		{"udp", TransportUDP, true},
-		{"auto", TransportAuto, true},
+		{"tcp", TransportTCP, false, 0},
+		{"tcp_paced", TransportTCP, false, 300 * time.Millisecond},
+		{"udp", TransportUDP, true, 0},
+		{"udp_paced", TransportUDP, true, 300 * time.Millisecond}, // RTP over UDP is never paced
+		{"auto", TransportAuto, true, 0},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
 			srv, _ := startCamsim(t, "127.0.0.1:0", tc.serverUDP)
-			_, rec, m := runClient(t, Config{URL: srv.URL("cam"), Transport: tc.transport, ReconnectMin: 100 * time.Millisecond})
+			_, rec, m := runClient(t, Config{URL: srv.URL("cam"), Transport: tc.transport, ReconnectMin: 100 * time.Millisecond,
+				ReadInterval: tc.interval})
 			waitFor(t, 10*time.Second, "3 s of video", func() bool {
 				aus, _ := rec.snapshot()
 				return len(aus) > 1 && aus[len(aus)-1].PTS-aus[0].PTS >= 3*time.Second
@@ -110,6 +115,24 @@ func TestPlayCamsim(t *testing.T) {
 			}
 			if got := testutil.ToFloat64(m.Reconnects.WithLabelValues("cam", StreamDetect)); got != 0 {
 				t.Errorf("reconnects metric %v, want 0", got)
+			}
+			// Wall times follow the camera's clock, even when access units
+			// arrive in batches: never after an access unit was handed
+			// over, never more than the interval and a second before, and
+			// spaced as their PTS rather than bunched per batch.
+			recv := rec.receipts()
+			var steps []time.Duration
+			for i, au := range aus {
+				if au.Wall.After(recv[i]) || recv[i].Sub(au.Wall) > tc.interval+time.Second {
+					t.Errorf("AU %d: wall time %v, handed over at %v", i, au.Wall, recv[i])
+				}
+				if i > 0 {
+					steps = append(steps, au.Wall.Sub(aus[i-1].Wall))
+				}
+			}
+			slices.Sort(steps)
+			if med := steps[len(steps)/2]; med < 90*time.Millisecond || med > 110*time.Millisecond {
+				t.Errorf("median step between access units' wall times %v, want the 100 ms between frames", med)
 			}
 		})
 	}

@@ -79,6 +79,7 @@ func startCamsim(t *testing.T, addr string, udp bool) (srv *camsim.Server, stop 
 type recorder struct {
 	mu     sync.Mutex
 	aus    []AccessUnit
+	recv   []time.Time // when each access unit was handed over
 	states []stateEvent
 }
 
@@ -91,6 +92,14 @@ func (r *recorder) onAU(au AccessUnit) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	r.aus = append(r.aus, au)
+	r.recv = append(r.recv, time.Now())
+}
+
+// receipts returns when each access unit so far was handed over.
+func (r *recorder) receipts() []time.Time {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return append([]time.Time(nil), r.recv...)
 }
 
 func (r *recorder) onState(up bool, err error) {

@@ -30,6 +30,7 @@ func (s *Source) runRTSP(ctx context.Context) error {
 		StallTimeout: s.cfg.StallTimeout, ReconnectMin: s.cfg.ReconnectMin, ReconnectMax: s.cfg.ReconnectMax,
 		OnAccessUnit: r.onAccessUnit,
 		OnState:      r.onState,
+		ReadInterval: s.cfg.ReadInterval,
 	}, s.m.RTSP, s.log)
 	if err != nil {
 		return err

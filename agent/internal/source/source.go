@@ -64,6 +64,7 @@ type Config struct {
 	Transport    string        // tcp (default), udp or auto
 	KeyframeOnly bool          // decode key frames only (low-power mode)
 	StallTimeout time.Duration // no video this long: reconnect (default 10 s)
+	ReadInterval time.Duration // read TCP sessions in batches this far apart (rtsp.Config.ReadInterval)
 	// OnAccessUnit, when set, receives every encoded access unit before it
 	// is decoded (for the evidence clip buffer). It runs on the network
 	// reader and must return quickly; it must not modify the access unit.
