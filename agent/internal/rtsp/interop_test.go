@@ -123,20 +123,22 @@ func TestGStreamerTransports(t *testing.T) {
 		protocols string
 		transport string
 		setupErr  bool // the client must not get video
+		interval  time.Duration
 	}{
-		{"tcp", "tcp,udp", TransportTCP, false},
-		{"udp", "tcp,udp", TransportUDP, false},
+		{"tcp", "tcp,udp", TransportTCP, false, 0},
+		{"tcp-paced", "tcp,udp", TransportTCP, false, 300 * time.Millisecond}, // read in batches
+		{"udp", "tcp,udp", TransportUDP, false, 0},
 		// A server that offers UDP only answers a TCP SETUP with 461
 		// Unsupported Transport: auto moves to UDP by itself…
-		{"udp-only-auto", "udp", TransportAuto, false},
+		{"udp-only-auto", "udp", TransportAuto, false, 0},
 		// …and a client held to TCP reports the refusal.
-		{"udp-only-tcp", "udp", TransportTCP, true},
+		{"udp-only-tcp", "udp", TransportTCP, true, 0},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
 			g := startGst(t, gstMedia(t, 30), "--protocols", tc.protocols)
 			_, rec, m := runClient(t, Config{URL: g.url, Transport: tc.transport, ReadTimeout: 3 * time.Second,
-				ReconnectMin: 100 * time.Millisecond, ReconnectMax: 500 * time.Millisecond})
+				ReconnectMin: 100 * time.Millisecond, ReconnectMax: 500 * time.Millisecond, ReadInterval: tc.interval})
 			if tc.setupErr {
 				waitFor(t, 10*time.Second, "a refused SETUP", func() bool {
 					return testutil.ToFloat64(m.Errors.WithLabelValues("cam", StreamDetect, errKindSetup)) >= 1
@@ -633,10 +635,22 @@ func TestHeaderCaseAndNoPipelining(t *testing.T) {
 // lives on.
 func TestKeepalivesHoldTheSession(t *testing.T) {
 	t.Parallel()
+	// Paced reads answer keepalives too: their replies arrive with the
+	// video, read in batches.
+	for _, interval := range []time.Duration{0, 300 * time.Millisecond} {
+		t.Run(fmt.Sprintf("read_interval=%v", interval), func(t *testing.T) {
+			t.Parallel()
+			testKeepalivesHoldTheSession(t, interval)
+		})
+	}
+}
+
+func testKeepalivesHoldTheSession(t *testing.T, interval time.Duration) {
 	f := newFakeCam(t)
 	f.sessionTimeout = 3 * time.Second
 	raw := startRawServer(t, f.handle)
-	_, rec, _ := runClient(t, Config{URL: raw.url(), StallTimeout: 2 * time.Second, ReconnectMin: 100 * time.Millisecond})
+	_, rec, _ := runClient(t, Config{URL: raw.url(), StallTimeout: 2 * time.Second, ReconnectMin: 100 * time.Millisecond,
+		ReadInterval: interval})
 	waitFor(t, 20*time.Second, "8 s of video", func() bool {
 		aus, _ := rec.snapshot()
 		return len(aus) > 1 && aus[len(aus)-1].PTS-aus[0].PTS >= 8*time.Second
@@ -683,10 +697,20 @@ func TestLargeSDP(t *testing.T) {
 // them at every loop. Video keeps coming in one session.
 func TestTimestampsStepBack(t *testing.T) {
 	t.Parallel()
+	for _, interval := range []time.Duration{0, 300 * time.Millisecond} {
+		t.Run(fmt.Sprintf("read_interval=%v", interval), func(t *testing.T) {
+			t.Parallel()
+			testTimestampsStepBack(t, interval)
+		})
+	}
+}
+
+func testTimestampsStepBack(t *testing.T, interval time.Duration) {
 	f := newFakeCam(t)
 	f.restartTimestamps = true
 	raw := startRawServer(t, f.handle)
-	_, rec, m := runClient(t, Config{URL: raw.url(), StallTimeout: 2 * time.Second, ReconnectMin: 100 * time.Millisecond})
+	_, rec, m := runClient(t, Config{URL: raw.url(), StallTimeout: 2 * time.Second, ReconnectMin: 100 * time.Millisecond,
+		ReadInterval: interval})
 	n := len(f.aus)
 	waitFor(t, 20*time.Second, "two loops and a half", func() bool { aus, _ := rec.snapshot(); return len(aus) >= 2*n+5 })
 	aus, _ := rec.snapshot()
