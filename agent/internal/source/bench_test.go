@@ -19,6 +19,7 @@ import (
 
 	"github.com/xueliang/xl/agent/internal/detect"
 	"github.com/xueliang/xl/agent/internal/motion"
+	"github.com/xueliang/xl/agent/internal/rtsp"
 	"github.com/xueliang/xl/internal/testenv"
 )
 
@@ -46,13 +47,20 @@ func BenchmarkIngest(b *testing.B) {
 		// its cases, so that a machine whose speed drifts during the run
 		// (other work, thermal limits) moves both sides of the ratio.
 		var base float64
-		for _, mode := range []string{"full", "keyframe_only"} {
+		modes := []string{"full", "keyframe_only"}
+		if n == 1 {
+			// Floors of keyframe_only, in the same run: receiving the
+			// stream alone (RTSP, depacketising, access units dropped),
+			// then also decoding and converting its key frames (no motion).
+			modes = append(modes, "floor=receive", "floor=keyframes")
+		}
+		for _, mode := range modes {
 			b.Run(fmt.Sprintf("cameras=%d/%s", n, mode), func(b *testing.B) {
 				if base == 0 {
 					base = ffmpegBaseline(b, bin, video)
 				}
 				for b.Loop() {
-					runIngest(b, bin, video, n, mode == "keyframe_only", base)
+					runIngest(b, bin, video, n, mode, base)
 				}
 			})
 		}
@@ -200,7 +208,11 @@ func rssMiB() float64 {
 	return float64(rss*int64(os.Getpagesize())) / (1 << 20)
 }
 
-func runIngest(b *testing.B, bin, video string, n int, keyOnly bool, base float64) {
+// runIngest streams n cameras in a mode: full, keyframe_only, or one of the
+// floors (floor=receive: the RTSP client only; floor=keyframes: key frames
+// decoded to BGR, no motion).
+func runIngest(b *testing.B, bin, video string, n int, mode string, base float64) {
+	keyOnly := mode != "full"
 	urls, stop := camsim(b, bin, video, n)
 	defer stop()
 	reg := prometheus.NewRegistry()
@@ -212,6 +224,15 @@ func runIngest(b *testing.B, bin, video string, n int, keyOnly bool, base float6
 	rss0 := rssMiB()
 	var srcs []*Source
 	for i, u := range urls {
+		if mode == "floor=receive" {
+			c, err := rtsp.New(rtsp.Config{CameraID: fmt.Sprintf("cam-%d", i), URL: u, ReadInterval: benchReadInterval,
+				OnAccessUnit: func(rtsp.AccessUnit) {}}, m.RTSP, log)
+			if err != nil {
+				b.Fatal(err)
+			}
+			wg.Go(func() { c.Run(ctx); c.Close() })
+			continue
+		}
 		s, err := New(fmt.Sprintf("cam-%d", i), Config{URL: u, FPS: 5, QueueSize: 4, ReconnectMin: time.Second,
 			ReconnectMax: 5 * time.Second, KeyframeOnly: keyOnly, ReadInterval: benchReadInterval}, m, log)
 		if err != nil {
@@ -231,7 +252,9 @@ func runIngest(b *testing.B, bin, video string, n int, keyOnly bool, base float6
 				if !ok {
 					return
 				}
-				det.Process(f.Mat)
+				if mode != "floor=keyframes" {
+					det.Process(f.Mat)
+				}
 				f.Mat.Close()
 			}
 		})
@@ -263,8 +286,8 @@ func runIngest(b *testing.B, bin, video string, n int, keyOnly bool, base float6
 	b.ReportMetric(dropped, "frames-dropped")
 	allocMiB := float64(ms1.TotalAlloc-ms0.TotalAlloc) / (1 << 20) / streamSeconds
 	gcs := float64(ms1.NumGC-ms0.NumGC) / time.Since(start).Seconds()
-	b.Logf("%d cameras (keyframe_only=%v): %.3f CPU s per stream-second = %.2f× ffmpeg; RSS +%.0f MiB (%.1f MiB/camera); %v frames dropped; Go heap: %.2f MiB allocated per stream-second, %.1f GC cycles/s; %.0f context switches/s, %.0f page faults/s",
-		n, keyOnly, perStream, perStream/base, rss-rss0, (rss-rss0)/float64(n), dropped, allocMiB, gcs, switchRate, faultRate)
+	b.Logf("%d cameras (%s): %.3f CPU s per stream-second = %.2f× ffmpeg; RSS +%.0f MiB (%.1f MiB/camera); %v frames dropped; Go heap: %.2f MiB allocated per stream-second, %.1f GC cycles/s; %.0f context switches/s, %.0f page faults/s",
+		n, mode, perStream, perStream/base, rss-rss0, (rss-rss0)/float64(n), dropped, allocMiB, gcs, switchRate, faultRate)
 }
 
 // sumCounter adds up a counter's series (zero when it has none yet).
