@@ -446,6 +446,18 @@ func TestRTSPS(t *testing.T) {
 		_, rec, _ := runClient(t, Config{URL: srv.URL("cam"), TLSConfig: &tls.Config{RootCAs: pool}})
 		waitFor(t, 10*time.Second, "video over RTSPS", func() bool { got, _ := rec.snapshot(); return len(got) >= 3 })
 	})
+	t.Run("trusted_paced", func(t *testing.T) {
+		t.Parallel()
+		// TLS over a paced connection: records span batches.
+		_, rec, _ := runClient(t, Config{URL: srv.URL("cam"), TLSConfig: &tls.Config{RootCAs: pool}, ReadInterval: 300 * time.Millisecond})
+		waitFor(t, 10*time.Second, "2 s of video over paced RTSPS", func() bool {
+			got, _ := rec.snapshot()
+			return len(got) > 1 && got[len(got)-1].PTS-got[0].PTS >= 2*time.Second
+		})
+		if errs := rec.downErrors(); len(errs) != 0 {
+			t.Errorf("sessions failed: %v", errs)
+		}
+	})
 	t.Run("untrusted", func(t *testing.T) {
 		t.Parallel()
 		_, rec, _ := runClient(t, Config{URL: srv.URL("cam"), ReconnectMin: 100 * time.Millisecond})
