@@ -189,6 +189,15 @@ var benchReadInterval = func() time.Duration {
 	return 200 * time.Millisecond
 }()
 
+// benchMotionWidth is the agent's default motion.width
+// (XL_BENCH_MOTION_WIDTH overrides it).
+var benchMotionWidth = func() int {
+	if n, err := strconv.Atoi(os.Getenv("XL_BENCH_MOTION_WIDTH")); err == nil && n > 0 {
+		return n
+	}
+	return 640
+}()
+
 // cpuSeconds is this process's CPU time; switches counts its context
 // switches (voluntary and involuntary), which cost more than their share
 // on virtual machines.
@@ -239,7 +248,7 @@ func runIngest(b *testing.B, bin, video string, n int, mode string, base float64
 			b.Fatal(err)
 		}
 		srcs = append(srcs, s)
-		det, err := motion.New(motion.Config{Width: 640, History: 300, VarThreshold: 16, Warmup: 25, MinBlobRatio: 0.0005},
+		det, err := motion.New(motion.Config{Width: benchMotionWidth, History: 300, VarThreshold: 16, Warmup: 25, MinBlobRatio: 0.0005},
 			[][][2]float64{{{0, 0}, {1, 0}, {1, 1}, {0, 1}}})
 		if err != nil {
 			b.Fatal(err)
