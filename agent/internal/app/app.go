@@ -89,8 +89,8 @@ func New(cfg *Config, path string, log *slog.Logger) (_ *Agent, err error) {
 			URL: cc.URL, FPS: cc.DetectFPS, Realtime: *cc.Realtime, QueueSize: 4,
 			ReconnectMin: time.Second, ReconnectMax: 30 * time.Second,
 			Transport: cc.Transport, KeyframeOnly: cc.KeyframeOnly, StallTimeout: cc.StallTimeout,
-			ReadInterval: detectReadInterval(cc),
-			OnState:      func(source.State) { a.pub.RefreshStatus() }, OnAccessUnit: rec.Feed(cc.ID),
+			ReadInterval: detectReadInterval(cc), Width: cc.Motion.Width,
+			OnState: func(source.State) { a.pub.RefreshStatus() }, OnAccessUnit: rec.Feed(cc.ID),
 		}, srcMetrics, log)
 		if err != nil {
 			return nil, err

@@ -27,7 +27,7 @@ static void xl_error_string(int err, char *buf, size_t size) {
 	}
 }
 
-// xl_scale converts frame into one packed BGR24 plane at dst.
+// xl_scale converts (and scales) frame into one packed BGR24 plane at dst.
 static int xl_scale(struct SwsContext *sws, const AVFrame *frame, uint8_t *dst, int dst_stride) {
 	uint8_t *planes[4] = {dst, NULL, NULL, NULL};
 	int strides[4] = {dst_stride, 0, 0, 0};
@@ -39,6 +39,7 @@ import "C"
 import (
 	"errors"
 	"fmt"
+	"image"
 	"time"
 	"unsafe"
 
@@ -93,10 +94,8 @@ type Decoder struct {
 	buf   unsafe.Pointer // Annex-B input with AV_INPUT_BUFFER_PADDING_SIZE zero bytes after it
 	bufN  int
 
-	sws    *C.struct_SwsContext
-	swsW   C.int
-	swsH   C.int
-	swsFmt C.int
+	full   scaler // to BGR at the source size
+	scaled scaler // to BGR at a Picture's analysis size
 
 	needKey bool
 	lastPTS time.Duration
@@ -163,7 +162,58 @@ func (d *Decoder) LastPTS() time.Duration { return d.lastPTS }
 // and for access units skipped by KeyframeOnly. After an error the decoder
 // waits for the next key frame.
 func (d *Decoder) Decode(au [][]byte, pts time.Duration) (frame gocv.Mat, ok bool, err error) {
-	return d.decode(au, pts, true)
+	err = d.decode(au, pts, func() error {
+		m, err := d.full.convert(d.frame, int(d.frame.width), int(d.frame.height))
+		if err == nil {
+			if ok {
+				frame.Close() // an earlier frame of the same access unit
+			}
+			frame, ok = m, true
+		}
+		return err
+	})
+	if err != nil && ok {
+		frame.Close()
+		return gocv.Mat{}, false, err
+	}
+	return frame, ok, err
+}
+
+// DecodePicture is Decode for analysis: the picture it returns holds the
+// frame converted to BGR at width pixels across (height in proportion;
+// 0 or the source width: no scaled copy), and converts the full-size BGR
+// frame only when asked (Picture.Full). Motion analysis needs the first,
+// only the detector and snapshots the second. The caller owns the Picture.
+func (d *Decoder) DecodePicture(au [][]byte, pts time.Duration, width int) (pic *Picture, ok bool, err error) {
+	err = d.decode(au, pts, func() error {
+		p := &Picture{size: image.Pt(int(d.frame.width), int(d.frame.height)), frame: C.av_frame_alloc()}
+		if p.frame == nil {
+			return errors.New("decode: out of memory")
+		}
+		if p.size.X <= 0 || p.size.Y <= 0 {
+			p.Close()
+			return fmt.Errorf("%w: frame size %dx%d", ErrCorrupt, p.size.X, p.size.Y)
+		}
+		C.av_frame_move_ref(p.frame, d.frame)
+		if sz := ScaledSize(p.size, width); sz != p.size {
+			m, err := d.scaled.convert(p.frame, sz.X, sz.Y)
+			if err != nil {
+				p.Close()
+				return err
+			}
+			p.small = m
+		}
+		if pic != nil {
+			pic.Close() // an earlier frame of the same access unit
+		}
+		pic, ok = p, true
+		return nil
+	})
+	if err != nil && ok {
+		pic.Close()
+		return nil, false, err
+	}
+	return pic, ok, err
 }
 
 // Skip decodes an access unit the caller does not need as a picture (the
@@ -171,21 +221,23 @@ func (d *Decoder) Decode(au [][]byte, pts time.Duration) (frame gocv.Mat, ok boo
 // costs about as much as the decoding itself. It returns the same errors as
 // Decode.
 func (d *Decoder) Skip(au [][]byte, pts time.Duration) error {
-	_, _, err := d.decode(au, pts, false)
-	return err
+	return d.decode(au, pts, nil)
 }
 
-func (d *Decoder) decode(au [][]byte, pts time.Duration, want bool) (frame gocv.Mat, ok bool, err error) {
+// decode sends au to the decoder and calls out for every frame that comes
+// out, with the frame in d.frame (unreferenced afterwards); a nil out
+// drops the frames.
+func (d *Decoder) decode(au [][]byte, pts time.Duration, out func() error) error {
 	if d.ctx == nil {
-		return gocv.Mat{}, false, ErrClosed
+		return ErrClosed
 	}
 	key := IsKeyFrame(d.codec, au)
 	if (d.opts.keyframeOnly || d.needKey) && !key {
-		return gocv.Mat{}, false, nil
+		return nil
 	}
 	n := d.fill(au)
 	if n == 0 {
-		return gocv.Mat{}, false, nil
+		return nil
 	}
 	d.needKey = false
 
@@ -195,52 +247,36 @@ func (d *Decoder) decode(au [][]byte, pts time.Duration, want bool) (frame gocv.
 	d.pkt.pts = C.int64_t(pts)
 	if ret := C.avcodec_send_packet(d.ctx, d.pkt); ret < 0 && ret != C.xl_eagain() {
 		d.pkt.data, d.pkt.size = nil, 0
-		return gocv.Mat{}, false, d.fail(ret)
+		return d.fail(ret)
 	}
 	d.pkt.data, d.pkt.size = nil, 0
 
-	// Usually one frame per access unit; keep the newest if more came out.
+	// Usually one frame per access unit; out keeps the newest if more came.
 	for {
 		ret := C.avcodec_receive_frame(d.ctx, d.frame)
 		if ret == C.xl_eagain() || ret == C.xl_eof() {
-			break
+			return nil
 		}
 		if ret < 0 {
-			if ok {
-				frame.Close()
-			}
-			return gocv.Mat{}, false, d.fail(ret)
+			return d.fail(ret)
 		}
 		if d.frame.decode_error_flags != 0 && !d.opts.conceal {
 			flags := d.frame.decode_error_flags
 			C.av_frame_unref(d.frame)
-			if ok {
-				frame.Close()
-			}
 			d.needKey = true
-			return gocv.Mat{}, false, fmt.Errorf("%w: frame decoded with errors (flags %#x)", ErrCorrupt, int(flags))
+			return fmt.Errorf("%w: frame decoded with errors (flags %#x)", ErrCorrupt, int(flags))
 		}
 		framePTS := time.Duration(d.frame.pts)
-		if !want {
-			C.av_frame_unref(d.frame)
-			d.lastPTS = framePTS
-			continue
+		var err error
+		if out != nil {
+			err = out()
 		}
-		m, cerr := d.convert()
 		C.av_frame_unref(d.frame)
-		if cerr != nil {
-			if ok {
-				frame.Close()
-			}
-			return gocv.Mat{}, false, cerr
+		if err != nil {
+			return err
 		}
-		if ok {
-			frame.Close()
-		}
-		frame, ok = m, true
 		d.lastPTS = framePTS
 	}
-	return frame, ok, nil
 }
 
 // fail turns a libav error into a Go error and makes the decoder wait for
@@ -289,42 +325,59 @@ func (d *Decoder) fill(au [][]byte) int {
 	return pos
 }
 
-// convert scales the decoded frame to a new BGR Mat.
-func (d *Decoder) convert() (gocv.Mat, error) {
-	w, h, fmtID := d.frame.width, d.frame.height, C.int(d.frame.format)
-	if w <= 0 || h <= 0 {
-		return gocv.Mat{}, fmt.Errorf("%w: frame size %dx%d", ErrCorrupt, int(w), int(h))
+// scaler converts decoded frames to BGR Mats with one cached swscale
+// context. Not safe for concurrent use.
+type scaler struct {
+	sws                      *C.struct_SwsContext
+	srcW, srcH, srcFmt, w, h C.int
+}
+
+// convert returns frame as a new BGR Mat of w×h.
+func (s *scaler) convert(frame *C.AVFrame, w, h int) (gocv.Mat, error) {
+	sw, sh, sf := frame.width, frame.height, C.int(frame.format)
+	if sw <= 0 || sh <= 0 || w <= 0 || h <= 0 {
+		return gocv.Mat{}, fmt.Errorf("%w: frame size %dx%d", ErrCorrupt, int(sw), int(sh))
 	}
-	if d.sws == nil || w != d.swsW || h != d.swsH || fmtID != d.swsFmt {
-		d.sws = C.sws_getCachedContext(d.sws, w, h, int32(fmtID), w, h, C.AV_PIX_FMT_BGR24,
+	dw, dh := C.int(w), C.int(h)
+	if s.sws == nil || sw != s.srcW || sh != s.srcH || sf != s.srcFmt || dw != s.w || dh != s.h {
+		// Bilinear: a plain colour conversion at the same size, and a
+		// filter as wide as the scale factor (an area average) when
+		// shrinking.
+		s.sws = C.sws_getCachedContext(s.sws, sw, sh, int32(sf), dw, dh, C.AV_PIX_FMT_BGR24,
 			C.SWS_BILINEAR, nil, nil, nil)
-		if d.sws == nil {
-			return gocv.Mat{}, fmt.Errorf("decode: no conversion from pixel format %d to BGR", int(fmtID))
+		if s.sws == nil {
+			s.srcW = 0
+			return gocv.Mat{}, fmt.Errorf("decode: no conversion from pixel format %d to BGR", int(sf))
 		}
-		d.swsW, d.swsH, d.swsFmt = w, h, fmtID
+		s.srcW, s.srcH, s.srcFmt, s.w, s.h = sw, sh, sf, dw, dh
 	}
 	// NewMatWithSizes leaves the pixels uninitialised; NewMatWithSize would
 	// zero them first (a memset of the whole picture, 2.7 MB at 720p, which
 	// sws_scale overwrites anyway).
-	m := gocv.NewMatWithSizes([]int{int(h), int(w)}, gocv.MatTypeCV8UC3)
+	m := gocv.NewMatWithSizes([]int{h, w}, gocv.MatTypeCV8UC3)
 	data, err := m.DataPtrUint8()
-	if err != nil || len(data) < int(w)*int(h)*3 {
+	if err != nil || len(data) < w*h*3 {
 		m.Close()
 		return gocv.Mat{}, fmt.Errorf("decode: Mat buffer: %v", err)
 	}
-	if ret := C.xl_scale(d.sws, d.frame, (*C.uint8_t)(unsafe.Pointer(&data[0])), C.int(m.Step())); ret != h {
+	if ret := C.xl_scale(s.sws, frame, (*C.uint8_t)(unsafe.Pointer(&data[0])), C.int(m.Step())); ret != dh {
 		m.Close()
-		return gocv.Mat{}, fmt.Errorf("decode: sws_scale wrote %d of %d rows", int(ret), int(h))
+		return gocv.Mat{}, fmt.Errorf("decode: sws_scale wrote %d of %d rows", int(ret), h)
 	}
 	return m, nil
 }
 
+func (s *scaler) free() {
+	if s.sws != nil {
+		C.sws_freeContext(s.sws)
+		s.sws = nil
+	}
+}
+
 // Close frees the decoder. It is safe to call more than once.
 func (d *Decoder) Close() {
-	if d.sws != nil {
-		C.sws_freeContext(d.sws)
-		d.sws = nil
-	}
+	d.full.free()
+	d.scaled.free()
 	if d.pkt != nil {
 		C.av_packet_free(&d.pkt)
 	}

@@ -10,6 +10,7 @@ import (
 
 	"gocv.io/x/gocv"
 
+	"github.com/xueliang/xl/agent/internal/decode"
 	"github.com/xueliang/xl/agent/internal/detect"
 	"github.com/xueliang/xl/agent/internal/motion"
 	"github.com/xueliang/xl/agent/internal/scenario"
@@ -281,24 +282,61 @@ func (a *Analyser) reload(cfg Config, at time.Time) ([]scenario.Result, error) {
 	return ended, a.setTamper()
 }
 
+// Picture is a frame as analysis takes it (a decode.Picture): at the
+// motion width for motion and the tamper check, and at full size only when
+// the detector or evidence needs it. Its Mats belong to it.
+type Picture interface {
+	Size() image.Point
+	Scaled(width int) (gocv.Mat, error)
+	Full() (gocv.Mat, error)
+}
+
+// matPicture is a BGR Mat the caller owns, scaled into the analyser's
+// buffer.
+type matPicture struct {
+	m     gocv.Mat
+	small *gocv.Mat
+}
+
+func (p matPicture) Size() image.Point       { return image.Pt(p.m.Cols(), p.m.Rows()) }
+func (p matPicture) Full() (gocv.Mat, error) { return p.m, nil }
+func (p matPicture) Scaled(width int) (gocv.Mat, error) {
+	sz := decode.ScaledSize(p.Size(), width)
+	if sz == p.Size() {
+		return p.m, nil
+	}
+	gocv.Resize(p.m, p.small, sz, 0, 0, gocv.InterpolationArea)
+	return *p.small, nil
+}
+
 // Analyse runs one BGR frame taken at at through the pipeline.
 func (a *Analyser) Analyse(frame gocv.Mat, at time.Time) (Step, error) {
+	if frame.Ptr() == nil || frame.Empty() || frame.Type() != gocv.MatTypeCV8UC3 {
+		return Step{}, fmt.Errorf("pipeline: want an 8-bit BGR frame, got %dx%d type %v", frame.Cols(), frame.Rows(), frame.Type())
+	}
+	return a.AnalysePicture(matPicture{m: frame, small: &a.small}, at)
+}
+
+// AnalysePicture runs one frame taken at at through the pipeline.
+func (a *Analyser) AnalysePicture(p Picture, at time.Time) (Step, error) {
 	if a.closed {
 		return Step{}, errors.New("pipeline: analyser is closed")
 	}
-	if frame.Empty() || frame.Type() != gocv.MatTypeCV8UC3 || frame.Cols() < 16 || frame.Rows() < 16 {
-		return Step{}, fmt.Errorf("pipeline: want an 8-bit BGR frame of at least 16x16, got %dx%d type %v", frame.Cols(), frame.Rows(), frame.Type())
+	size := p.Size()
+	if size.X < 16 || size.Y < 16 {
+		return Step{}, fmt.Errorf("pipeline: want a frame of at least 16x16, got %dx%d", size.X, size.Y)
 	}
-	size := image.Pt(frame.Cols(), frame.Rows())
 	step := Step{At: at, Size: size}
 
-	// Scale once to the analysis width: motion and the tamper check work
-	// there; the detector crops from the full frame.
-	small := frame
-	if w := a.cfg.Motion.Width; w > 0 && w != size.X {
-		h := max(1, int(math.Round(float64(w)*float64(size.Y)/float64(size.X))))
-		gocv.Resize(frame, &a.small, image.Pt(w, h), 0, 0, gocv.InterpolationArea)
-		small = a.small
+	// Motion and the tamper check work at the analysis width (the source
+	// converts decoded frames to it directly); the detector crops from the
+	// full frame.
+	small, err := p.Scaled(a.cfg.Motion.Width)
+	if err != nil {
+		return step, fmt.Errorf("pipeline: %w", err)
+	}
+	if small.Empty() || small.Type() != gocv.MatTypeCV8UC3 {
+		return step, fmt.Errorf("pipeline: want an 8-bit BGR frame, got type %v", small.Type())
 	}
 	in := scenario.Frame{At: at}
 	if a.tamper != nil {
@@ -320,7 +358,7 @@ func (a *Analyser) Analyse(frame gocv.Mat, at time.Time) (Step, error) {
 			in.Motion[z.Name] = scenario.Motion{Warm: m.Warm, Ratio: m.Ratio, Blobs: m.Blobs}
 		}
 	} else {
-		tracks, detected, err := a.detectAndTrack(frame, size, at)
+		tracks, detected, err := a.detectAndTrack(p, size, at)
 		if err != nil {
 			return step, err
 		}
@@ -333,7 +371,7 @@ func (a *Analyser) Analyse(frame gocv.Mat, at time.Time) (Step, error) {
 
 // detectAndTrack runs the detector when it is due and something moved (or
 // a standing object is due for a look), and the tracker either way.
-func (a *Analyser) detectAndTrack(frame gocv.Mat, size image.Point, at time.Time) ([]track.Track, bool, error) {
+func (a *Analyser) detectAndTrack(p Picture, size image.Point, at time.Time) ([]track.Track, bool, error) {
 	a.sinceDetect++
 	if a.sinceDetect < a.cfg.Detect.Every {
 		return a.tracker.Advance(at), false, nil
@@ -359,6 +397,10 @@ func (a *Analyser) detectAndTrack(frame gocv.Mat, size image.Point, at time.Time
 		a.stats.GatedSkips++
 		a.sinceDetect = 0
 		return live, false, nil
+	}
+	frame, err := p.Full()
+	if err != nil {
+		return live, false, fmt.Errorf("pipeline: %w", err)
 	}
 	dets, err := a.det.Detect(frame, rois)
 	if err != nil {

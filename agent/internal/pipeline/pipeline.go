@@ -21,6 +21,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"gocv.io/x/gocv"
 
+	"github.com/xueliang/xl/agent/internal/decode"
 	"github.com/xueliang/xl/agent/internal/detect"
 	"github.com/xueliang/xl/agent/internal/motion"
 	"github.com/xueliang/xl/agent/internal/scenario"
@@ -148,10 +149,9 @@ type Camera struct {
 	events map[string]int       // events started, by type
 	alerts int
 
-	frameMu   sync.Mutex
-	lastFrame gocv.Mat // the last frame analysed, for snapshot commands
-	hasFrame  bool
-	zones     [][][2]float64 // outlined on snapshot commands
+	frameMu sync.Mutex
+	lastPic *decode.Picture // the last frame analysed, for snapshot commands
+	zones   [][][2]float64  // outlined on snapshot commands
 
 	lostEvent string    // event ID of the open stream_lost event, if any
 	lostAt    time.Time // when that stream was lost
@@ -207,13 +207,13 @@ func (c *Camera) Run(ctx context.Context) error {
 			continue
 		}
 		c.analyse(f)
-		c.keep(f.Mat)
+		c.keep(f.Pic)
 	}
 	wg.Wait()
 	if ctx.Err() == nil { // the source ended: analyse what it left
 		for f, ok := frames.TryPop(); ok; f, ok = frames.TryPop() {
 			c.analyse(f)
-			c.keep(f.Mat)
+			c.keep(f.Pic)
 		}
 	}
 	c.flush()
@@ -228,7 +228,7 @@ func (c *Camera) analyse(f source.Frame) {
 	defer c.mu.Unlock()
 	start := time.Now()
 	gated := c.an.stats.GatedSkips
-	step, err := c.an.Analyse(f.Mat, f.At)
+	step, err := c.an.AnalysePicture(f.Pic, f.At)
 	c.m.Seconds.WithLabelValues(c.cfg.CameraID).Observe(time.Since(start).Seconds())
 	if err != nil {
 		c.m.Errors.WithLabelValues(c.cfg.CameraID).Inc()
@@ -248,7 +248,7 @@ func (c *Camera) analyse(f source.Frame) {
 	c.m.Tampered.WithLabelValues(id).Set(tampered)
 	c.last = f.At
 	for _, r := range step.Results {
-		c.handle(r, f.Mat)
+		c.handle(r, f.Pic)
 	}
 	if c.an.stats.GatedSkips > gated {
 		c.m.GatedSkips.WithLabelValues(id).Inc()
@@ -256,20 +256,21 @@ func (c *Camera) analyse(f source.Frame) {
 }
 
 // handle emits a rule's phase change, and keeps the best frame of an open
-// event for its next update.
-func (c *Camera) handle(r scenario.Result, frame gocv.Mat) {
+// event for its next update. The full-size frame is converted only here,
+// when evidence needs it.
+func (c *Camera) handle(r scenario.Result, pic Picture) {
 	key := r.Rule.Key
 	if tr := r.Transition; tr != nil {
 		switch tr.Phase {
 		case wire.PhaseStart:
-			c.emit(r, frame)
+			c.emit(r, c.full(pic))
 			c.dropBest(key)
 		case wire.PhaseUpdate:
 			if b := c.best[key]; b != nil && b.score >= r.Score() {
 				b.res.Transition = tr
 				c.emit(b.res, b.frame)
 			} else {
-				c.emit(r, frame)
+				c.emit(r, c.full(pic))
 			}
 			c.dropBest(key)
 		case wire.PhaseEnd:
@@ -278,13 +279,33 @@ func (c *Camera) handle(r scenario.Result, frame gocv.Mat) {
 		}
 		return
 	}
-	if !r.Active || !r.True || !usable(frame) {
+	if !r.Active || !r.True {
 		return
 	}
 	if b := c.best[key]; b == nil || r.Score() > b.score {
+		frame := c.full(pic)
+		if !usable(frame) {
+			return
+		}
 		c.dropBest(key)
 		c.best[key] = &evidence{frame: frame.Clone(), res: r, score: r.Score()}
 	}
+}
+
+// full is pic at full size for evidence; the zero Mat (an alert without a
+// snapshot) without a picture (events ended by a flush or reload) or if it
+// cannot be converted.
+func (c *Camera) full(pic Picture) gocv.Mat {
+	if pic == nil {
+		return gocv.Mat{}
+	}
+	m, err := pic.Full()
+	if err != nil {
+		c.m.Errors.WithLabelValues(c.cfg.CameraID).Inc()
+		c.log.Warn("frame not converted for evidence", "err", err)
+		return gocv.Mat{}
+	}
+	return m
 }
 
 func (c *Camera) dropBest(key string) {
@@ -345,7 +366,7 @@ func (c *Camera) flush() {
 		at = time.Now()
 	}
 	for _, r := range c.an.Flush(at) {
-		c.handle(r, gocv.Mat{})
+		c.handle(r, nil)
 	}
 }
 
@@ -465,14 +486,12 @@ func (c *Camera) State() wire.CameraStatus {
 	return wire.CameraStatus{CameraID: c.cfg.CameraID, State: string(st), FPS: fps}
 }
 
-// keep makes m the last frame, freeing the one before.
-func (c *Camera) keep(m gocv.Mat) {
+// keep makes p the last frame, freeing the one before.
+func (c *Camera) keep(p *decode.Picture) {
 	c.frameMu.Lock()
 	defer c.frameMu.Unlock()
-	if c.hasFrame {
-		c.lastFrame.Close()
-	}
-	c.lastFrame, c.hasFrame = m, true
+	c.lastPic.Close()
+	c.lastPic = p
 }
 
 // ErrNoFrame is returned by Snapshot before the first frame was analysed.
@@ -482,10 +501,14 @@ var ErrNoFrame = errors.New("no frame analysed yet")
 func (c *Camera) Snapshot() ([]byte, error) {
 	c.frameMu.Lock()
 	defer c.frameMu.Unlock()
-	if !c.hasFrame || c.lastFrame.Empty() {
+	if c.lastPic == nil {
 		return nil, ErrNoFrame
 	}
-	return snapshot.WithZones(c.lastFrame, c.zones, c.cfg.SnapshotQuality)
+	frame, err := c.lastPic.Full()
+	if err != nil {
+		return nil, err
+	}
+	return snapshot.WithZones(frame, c.zones, c.cfg.SnapshotQuality)
 }
 
 // ID is the camera's ID.
@@ -532,7 +555,7 @@ func (c *Camera) Reload(cfg Config) error {
 	c.cfg.Zones, c.cfg.Scenarios, c.cfg.Location = cfg.Zones, cfg.Scenarios, cfg.Location
 	c.cfg.Site, c.cfg.GridCode, c.cfg.Geo, c.cfg.ConfigVersion = cfg.Site, cfg.GridCode, cfg.Geo, cfg.ConfigVersion
 	for _, r := range ended {
-		c.handle(r, gocv.Mat{})
+		c.handle(r, nil)
 	}
 	for key := range c.best { // best frames of rules that are gone
 		if !slices.ContainsFunc(c.an.Rules(), func(r *scenario.Rule) bool { return r.Key == key }) {
@@ -572,10 +595,8 @@ func (c *Camera) Close() error {
 	}
 	c.mu.Unlock()
 	c.frameMu.Lock()
-	if c.hasFrame {
-		c.lastFrame.Close()
-		c.hasFrame = false
-	}
+	c.lastPic.Close()
+	c.lastPic = nil
 	c.frameMu.Unlock()
 	return nil
 }

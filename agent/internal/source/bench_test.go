@@ -219,7 +219,7 @@ func rssMiB() float64 {
 
 // runIngest streams n cameras in a mode: full, keyframe_only, or one of the
 // floors (floor=receive: the RTSP client only; floor=keyframes: key frames
-// decoded to BGR, no motion).
+// decoded and converted at the analysis width, no motion).
 func runIngest(b *testing.B, bin, video string, n int, mode string, base float64) {
 	keyOnly := mode != "full"
 	urls, stop := camsim(b, bin, video, n)
@@ -243,7 +243,7 @@ func runIngest(b *testing.B, bin, video string, n int, mode string, base float64
 			continue
 		}
 		s, err := New(fmt.Sprintf("cam-%d", i), Config{URL: u, FPS: 5, QueueSize: 4, ReconnectMin: time.Second,
-			ReconnectMax: 5 * time.Second, KeyframeOnly: keyOnly, ReadInterval: benchReadInterval}, m, log)
+			ReconnectMax: 5 * time.Second, KeyframeOnly: keyOnly, ReadInterval: benchReadInterval, Width: benchMotionWidth}, m, log)
 		if err != nil {
 			b.Fatal(err)
 		}
@@ -262,9 +262,11 @@ func runIngest(b *testing.B, bin, video string, n int, mode string, base float64
 					return
 				}
 				if mode != "floor=keyframes" {
-					det.Process(f.Mat)
+					if small, err := f.Pic.Scaled(benchMotionWidth); err == nil {
+						det.Process(small)
+					}
 				}
-				f.Mat.Close()
+				f.Pic.Close()
 			}
 		})
 	}

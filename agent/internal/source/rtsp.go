@@ -5,8 +5,6 @@ import (
 	"errors"
 	"time"
 
-	"gocv.io/x/gocv"
-
 	"github.com/xueliang/xl/agent/internal/decode"
 	"github.com/xueliang/xl/agent/internal/rtsp"
 )
@@ -83,14 +81,15 @@ func (r *rtspReader) onAccessUnit(au rtsp.AccessUnit) {
 		r.dec = dec
 	}
 	// Every access unit is decoded (the next ones depend on it), but only
-	// those analysis will take are converted to BGR pictures.
+	// those analysis will take are converted to BGR pictures, at the
+	// analysis width.
 	want := r.lastOut.IsZero() || au.Wall.Sub(r.lastOut) >= r.interval-5*time.Millisecond
 	start := time.Now()
-	var frame gocv.Mat
+	var pic *decode.Picture
 	var ok bool
 	var err error
 	if want {
-		frame, ok, err = r.dec.Decode(au.NALUs, au.PTS)
+		pic, ok, err = r.dec.DecodePicture(au.NALUs, au.PTS, s.cfg.Width)
 	} else {
 		err = r.dec.Skip(au.NALUs, au.PTS)
 	}
@@ -115,11 +114,11 @@ func (r *rtspReader) onAccessUnit(au rtsp.AccessUnit) {
 	}
 	if st, _ := s.State(); st != StateStreaming {
 		s.setState(StateStreaming)
-		s.log.Info("first frame", "codec", au.Codec, "width", frame.Cols(), "height", frame.Rows())
+		s.log.Info("first frame", "codec", au.Codec, "width", pic.Size().X, "height", pic.Size().Y)
 	}
 	r.seq++
 	r.lastOut = au.Wall
-	if s.q.Push(Frame{Mat: frame, At: au.Wall, Seq: r.seq}) {
+	if s.q.Push(Frame{Pic: pic, At: au.Wall, Seq: r.seq}) {
 		s.cm.dropped.Inc()
 	}
 	s.cm.queued.Inc()

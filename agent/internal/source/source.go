@@ -24,6 +24,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"gocv.io/x/gocv"
 
+	"github.com/xueliang/xl/agent/internal/decode"
 	"github.com/xueliang/xl/agent/internal/rtsp"
 	"github.com/xueliang/xl/internal/queue"
 )
@@ -36,10 +37,10 @@ func init() {
 	}
 }
 
-// Frame is one decoded BGR frame. Whoever pops it from the queue owns the
-// Mat and must Close it.
+// Frame is one decoded frame. Whoever pops it from the queue owns the
+// Picture and must Close it.
 type Frame struct {
-	Mat gocv.Mat
+	Pic *decode.Picture
 	At  time.Time // capture time (wall clock for streams, media time for files)
 	Seq uint64
 }
@@ -53,6 +54,10 @@ type Config struct {
 	ReconnectMin time.Duration // first reconnect delay
 	ReconnectMax time.Duration // cap of the backoff
 	OnState      func(State)   // called on every state change, may be nil
+	// Width is analysis's frame width: RTSP frames are converted to BGR at
+	// this width as they are decoded, and at full size only when analysis
+	// asks (decode.Picture). 0: full size only.
+	Width int
 
 	// Files only (replays). MediaStart is the time given to the first frame
 	// (default: when the file is opened); Until ends the file after this
@@ -169,7 +174,7 @@ func New(cameraID string, cfg Config, m *Metrics, log *slog.Logger) (*Source, er
 	if cfg.FPS <= 0 {
 		return nil, fmt.Errorf("source %s: fps must be positive", cameraID)
 	}
-	s.q = queue.New(max(cfg.QueueSize, 1), func(f Frame) { f.Mat.Close() })
+	s.q = queue.New(max(cfg.QueueSize, 1), func(f Frame) { f.Pic.Close() })
 	s.cm, s.clock = m.forCamera(cameraID), m.ages.add(cameraID)
 	return s, nil
 }
@@ -350,7 +355,7 @@ func (s *Source) readOnce(ctx context.Context) (got bool, err error) {
 				time.Sleep(time.Millisecond)
 			}
 		}
-		if s.q.Push(Frame{Mat: mat, At: at, Seq: seq}) {
+		if s.q.Push(Frame{Pic: decode.FromMat(mat), At: at, Seq: seq}) {
 			s.cm.dropped.Inc()
 		}
 		s.cm.queued.Inc()
