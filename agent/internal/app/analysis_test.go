@@ -236,7 +236,7 @@ func TestFixedChanges(t *testing.T) {
 		{"same", load("", "/videos/a.avi"), nil},
 		{"site, position and time zone may change", load("    site: 立新闸\n    geo: {lat: 31.8, lon: 121.1}", "/videos/a.avi"), nil},
 		{"url", load("", "/videos/b.avi"), []string{"cameras[0].url"}},
-		{"motion and detection", load("    motion: {width: 320}\n    detect: {every: 2}", "/videos/a.avi"),
+		{"motion and detection", load("    motion: {width: 640}\n    detect: {every: 2}", "/videos/a.avi"),
 			[]string{"cameras[0].motion.width", "cameras[0].detect.every"}},
 	} {
 		got := fixedChanges(base, tc.cfg)

@@ -30,9 +30,12 @@ const (
 	recallFarFactor = 3    // the far variant shrinks each frame to 1/3
 )
 
-// recallWidths are the motion analysis widths compared, the current default
-// (640) first.
+// recallWidths are the motion analysis widths compared, the widest (the
+// reference) first; the agent's default is recallDefault.
 var recallWidths = []int{640, 480, 320, 240, 160}
+
+// recallDefault is the agent's default motion.width (agent/internal/app).
+const recallDefault = 320
 
 // nbox is a box normalised to the frame: x, y, w, h in 0–1.
 type nbox [4]float64
@@ -396,6 +399,13 @@ func TestMotionRecallAcrossWidths(t *testing.T) {
 		if r := get("near", w).recall(); w >= 320 && r < 0.9*near640 {
 			t.Errorf("near recall at %d px %.3f, want ≥ 0.9 × %.3f (640 px)", w, r, near640)
 		}
+	}
+	// The default width: measured 0.986 near and 0.947 far.
+	if r := get("near", recallDefault).recall(); r < 0.95 {
+		t.Errorf("near recall at the default %d px %.3f, want ≥ 0.95", recallDefault, r)
+	}
+	if r := get("far", recallDefault).recall(); r < 0.92 {
+		t.Errorf("far recall at the default %d px %.3f, want ≥ 0.92", recallDefault, r)
 	}
 	if far640, far160 := get("far", 640).recall(), get("far", 160).recall(); far160 >= far640 {
 		t.Errorf("far recall at 160 px %.3f not below 640 px %.3f: the far variant does not stress resolution", far160, far640)

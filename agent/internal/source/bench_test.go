@@ -195,7 +195,7 @@ var benchMotionWidth = func() int {
 	if n, err := strconv.Atoi(os.Getenv("XL_BENCH_MOTION_WIDTH")); err == nil && n > 0 {
 		return n
 	}
-	return 640
+	return 320
 }()
 
 // cpuSeconds is this process's CPU time; switches counts its context
