@@ -51,13 +51,23 @@ func BenchmarkIngest(b *testing.B) {
 		if n == 1 {
 			// Floors of keyframe_only, in the same run: receiving the
 			// stream alone (RTSP, depacketising, access units dropped),
-			// then also decoding and converting its key frames (no motion).
-			modes = append(modes, "floor=receive", "floor=keyframes")
+			// then also decoding and converting its key frames (no
+			// motion); and ffmpeg's own key-frame-only decoding of the
+			// stream (-skip_frame nokey) against its full decoding.
+			modes = append(modes, "floor=receive", "floor=keyframes", "floor=ffmpeg-keyframes")
 		}
 		for _, mode := range modes {
 			b.Run(fmt.Sprintf("cameras=%d/%s", n, mode), func(b *testing.B) {
 				if base == 0 {
 					base = ffmpegBaseline(b, bin, video)
+				}
+				if mode == "floor=ffmpeg-keyframes" {
+					for b.Loop() {
+						kf := ffmpegBaseline(b, bin, video, "-skip_frame", "nokey")
+						b.ReportMetric(kf, "cpu-s/stream-s")
+						b.ReportMetric(kf/base, "x-ffmpeg")
+					}
+					return
 				}
 				for b.Loop() {
 					runIngest(b, bin, video, n, mode, base)
@@ -119,11 +129,13 @@ func camsim(b *testing.B, bin, video string, n int) (urls []string, stop func())
 // camera's stream single-threaded, measured like the agent: in a steady
 // window after benchWarmup, so that neither side pays for its start-up
 // (ffmpeg's includes probing the stream, decoding its first seconds twice).
-func ffmpegBaseline(b *testing.B, bin, video string) float64 {
+// Extra arguments go before -i (decoder options such as -skip_frame).
+func ffmpegBaseline(b *testing.B, bin, video string, extra ...string) float64 {
 	urls, stop := camsim(b, bin, video, 1)
 	defer stop()
-	cmd := exec.Command("ffmpeg", "-nostdin", "-loglevel", "error", "-threads", "1", "-rtsp_transport", "tcp",
-		"-i", urls[0], "-t", fmt.Sprint(benchWarmup.Seconds()+float64(benchSeconds)+5), "-f", "null", "-")
+	args := append([]string{"-nostdin", "-loglevel", "error", "-threads", "1", "-rtsp_transport", "tcp"}, extra...)
+	args = append(args, "-i", urls[0], "-t", fmt.Sprint(benchWarmup.Seconds()+float64(benchSeconds)+5), "-f", "null", "-")
+	cmd := exec.Command("ffmpeg", args...)
 	var out strings.Builder
 	cmd.Stdout, cmd.Stderr = &out, &out
 	if err := cmd.Start(); err != nil {
@@ -145,8 +157,8 @@ func ffmpegBaseline(b *testing.B, bin, video string) float64 {
 	cpu := cpu1 - cpu0
 	// Earlier reports divided ffmpeg's whole run, start-up included, by the
 	// stream time; logged for comparison, not used.
-	b.Logf("baseline: ffmpeg -threads 1 used %.2f CPU s in %.0f s of 720p25 once warm (%.3f CPU s per stream-second; %.0f context switches/s); whole run with start-up: %.3f",
-		cpu, secs, cpu/secs, float64(sw1-sw0)/secs, cpu1/time.Since(began).Seconds())
+	b.Logf("baseline: ffmpeg -threads 1 %s used %.2f CPU s in %.0f s of 720p25 once warm (%.3f CPU s per stream-second; %.0f context switches/s); whole run with start-up: %.3f",
+		strings.Join(extra, " "), cpu, secs, cpu/secs, float64(sw1-sw0)/secs, cpu1/time.Since(began).Seconds())
 	return cpu / secs
 }
 
