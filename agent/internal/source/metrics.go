@@ -12,14 +12,16 @@ import (
 // and created at zero when the source is, so dashboards and alerts see
 // every camera from the start.
 type cameraMetrics struct {
-	decoded, queued, dropped, reconnects, decodeErrors prometheus.Counter
-	up, lastFrame                                      prometheus.Gauge
-	decodeSeconds                                      prometheus.Observer
+	decoded, notDecoded, queued, dropped, reconnects prometheus.Counter
+	decodeErrors                                     prometheus.Counter
+	up, lastFrame                                    prometheus.Gauge
+	decodeSeconds                                    prometheus.Observer
 }
 
 func (m *Metrics) forCamera(id string) *cameraMetrics {
 	cm := &cameraMetrics{
 		decoded:       m.FramesRead.WithLabelValues(id),
+		notDecoded:    m.NotDecoded.WithLabelValues(id),
 		queued:        m.FramesQueued.WithLabelValues(id),
 		dropped:       m.FramesDropped.WithLabelValues(id),
 		reconnects:    m.Reconnects.WithLabelValues(id),

@@ -19,6 +19,11 @@ type rtspReader struct {
 	seq      uint64
 	rateN    int
 	rateAt   time.Time
+
+	// Access units not analysed, in order, waiting to be decoded when a
+	// later analysed one needs them.
+	pending      []rtsp.AccessUnit
+	pendingBytes int
 }
 
 func (s *Source) runRTSP(ctx context.Context) error {
@@ -64,7 +69,15 @@ func (r *rtspReader) onAccessUnit(au rtsp.AccessUnit) {
 	if s.cfg.OnAccessUnit != nil {
 		s.cfg.OnAccessUnit(au)
 	}
+	r.rateN++
+	if el := time.Since(r.rateAt); el >= 5*time.Second {
+		s.mu.Lock()
+		s.fps = float64(r.rateN) / el.Seconds()
+		s.mu.Unlock()
+		r.rateAt, r.rateN = time.Now(), 0
+	}
 	if r.dec == nil || r.dec.Codec() != au.Codec {
+		r.dropPending()
 		if r.dec != nil {
 			r.dec.Close()
 		}
@@ -80,10 +93,89 @@ func (r *rtspReader) onAccessUnit(au rtsp.AccessUnit) {
 		}
 		r.dec = dec
 	}
-	// Every access unit is decoded (the next ones depend on it), but only
-	// those analysis will take are converted to BGR pictures, at the
-	// analysis width.
+	if s.cfg.KeyframeOnly && !au.KeyFrame {
+		s.cm.notDecoded.Inc()
+		return
+	}
+	// Only the access units analysis takes are converted to pictures, at
+	// the analysis width. The others are decoded only when a later one
+	// needs them as references: until then they wait, and an IDR key frame
+	// (which nothing after it may reference across) discards those still
+	// waiting, so the frames after the last analysed one of a GOP are never
+	// decoded.
 	want := r.lastOut.IsZero() || au.Wall.Sub(r.lastOut) >= r.interval-5*time.Millisecond
+	if resetsReferences(au) || (len(r.pending) > 0 && r.pending[0].Session != au.Session) {
+		r.dropPending() // (a new connection starts over too)
+	}
+	if !want {
+		r.hold(au)
+		return
+	}
+	for _, p := range r.pending {
+		r.decode(p, false)
+	}
+	r.clearPending()
+	r.decode(au, true)
+}
+
+// Bounds of the access units waiting to be decoded (a long GOP at a low
+// analysis rate): beyond them the oldest is decoded at once.
+const (
+	maxPending      = 250
+	maxPendingBytes = 16 << 20
+)
+
+// hold keeps au until a later analysed access unit needs it.
+func (r *rtspReader) hold(au rtsp.AccessUnit) {
+	r.pending = append(r.pending, au)
+	r.pendingBytes += au.Size()
+	for len(r.pending) > maxPending || (r.pendingBytes > maxPendingBytes && len(r.pending) > 1) {
+		r.decode(r.pending[0], false)
+		r.pendingBytes -= r.pending[0].Size()
+		r.pending[0] = rtsp.AccessUnit{}
+		r.pending = r.pending[1:]
+	}
+}
+
+// dropPending discards the waiting access units: nothing needs them.
+func (r *rtspReader) dropPending() {
+	r.s.cm.notDecoded.Add(float64(len(r.pending)))
+	r.clearPending()
+}
+
+func (r *rtspReader) clearPending() {
+	clear(r.pending)
+	r.pending, r.pendingBytes = r.pending[:0], 0
+}
+
+// resetsReferences reports whether au is a picture that no later picture
+// may reference across: an H.264 IDR, an H.265 IDR or BLA. (An H.265 CRA
+// is not: the RASL pictures after it may reference pictures before it.)
+func resetsReferences(au rtsp.AccessUnit) bool {
+	if !au.KeyFrame {
+		return false
+	}
+	for _, n := range au.NALUs {
+		if len(n) == 0 {
+			continue
+		}
+		switch au.Codec {
+		case decode.CodecH264:
+			if n[0]&0x1f == 5 {
+				return true
+			}
+		case decode.CodecH265:
+			if t := (n[0] >> 1) & 0x3f; t >= 16 && t <= 20 {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+// decode decodes au, as the picture to analyse when want is true.
+func (r *rtspReader) decode(au rtsp.AccessUnit, want bool) {
+	s := r.s
 	start := time.Now()
 	var pic *decode.Picture
 	var ok bool
@@ -102,13 +194,6 @@ func (r *rtspReader) onAccessUnit(au rtsp.AccessUnit) {
 	s.cm.lastFrame.Set(float64(au.Wall.UnixNano()) / 1e9)
 	s.clock.frame(au.Wall)
 	s.cm.decoded.Inc()
-	r.rateN++
-	if el := time.Since(r.rateAt); el >= 5*time.Second {
-		s.mu.Lock()
-		s.fps = float64(r.rateN) / el.Seconds()
-		s.mu.Unlock()
-		r.rateAt, r.rateN = time.Now(), 0
-	}
 	if !ok {
 		return
 	}

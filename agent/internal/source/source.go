@@ -3,9 +3,11 @@
 // behind (counted).
 //
 // RTSP cameras are pulled with gortsplib (agent/internal/rtsp) and decoded
-// with libavcodec (agent/internal/decode): every access unit is decoded (the
-// next frame depends on it), only frames at the analysis rate are handed on,
-// and in key-frame-only mode nothing but key frames is decoded. file://
+// with libavcodec (agent/internal/decode): frames at the analysis rate are
+// handed on, converted at the analysis width; the others are decoded only
+// when a later analysed frame depends on them (the tail of a GOP before an
+// IDR never is), and in key-frame-only mode nothing but key frames is
+// decoded. file://
 // recordings are read through OpenCV's FFmpeg backend (gocv.VideoCapture),
 // at their own pace or as fast as analysis allows.
 package source
@@ -90,6 +92,7 @@ const (
 // Metrics are the per-camera source metrics, registered once per agent.
 type Metrics struct {
 	FramesRead    *prometheus.CounterVec
+	NotDecoded    *prometheus.CounterVec
 	FramesQueued  *prometheus.CounterVec
 	FramesDropped *prometheus.CounterVec
 	Reconnects    *prometheus.CounterVec
@@ -106,6 +109,8 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 	m := &Metrics{
 		FramesRead: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "xl_agent_frames_decoded_total",
 			Help: "Frames decoded from the camera."}, []string{"camera_id"}),
+		NotDecoded: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "xl_agent_frames_not_decoded_total",
+			Help: "Frames received but never decoded: no analysed frame needed them before the next IDR key frame."}, []string{"camera_id"}),
 		FramesQueued: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "xl_agent_frames_queued_total",
 			Help: "Frames handed to analysis (after rate limiting to the analysis fps)."}, []string{"camera_id"}),
 		FramesDropped: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "xl_agent_frames_dropped_total",
@@ -122,7 +127,7 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Help: "Unix time of the last decoded frame (see also xl_agent_last_frame_age_seconds)."}, []string{"camera_id"}),
 		ages: newAgeCollector(),
 	}
-	reg.MustRegister(m.FramesRead, m.FramesQueued, m.FramesDropped, m.Reconnects, m.Up, m.DecodeSeconds, m.DecodeErrors, m.LastFrame, m.ages)
+	reg.MustRegister(m.FramesRead, m.NotDecoded, m.FramesQueued, m.FramesDropped, m.Reconnects, m.Up, m.DecodeSeconds, m.DecodeErrors, m.LastFrame, m.ages)
 	rm, err := rtsp.NewMetrics(reg)
 	if err != nil {
 		panic(err) // only on a duplicate registration: a programming error
