@@ -124,7 +124,10 @@ func loopedFrame(b *testing.B, n int) func() (gocv.Mat, bool) {
 	}
 }
 
-// BenchmarkAnalysis measures the whole per-frame analysis (scale to 640 px,
+// benchWidth is the agent's default motion.width.
+const benchWidth = 320
+
+// BenchmarkAnalysis measures the whole per-frame analysis (scale to 320 px,
 // motion, YOLOX-Nano, tracking, scenarios) on vtest.avi at 5 fps, with
 // motion gating on and off and the detector every frame or every 2nd or 3rd,
 // and on a still scene (one frame looped), with OpenCV on one thread (and
@@ -156,7 +159,7 @@ func BenchmarkAnalysis(b *testing.B) {
 	lc := event.Config{MinDuration: time.Second, EndAfter: 3 * time.Second, UpdateInterval: 10 * time.Second}
 	config := func(det detect.Detector, gating string, every int) Config {
 		cfg := Config{CameraID: "bench", Detector: det, Detect: DetectConfig{Gating: gating, Every: every},
-			Motion: motion.Config{Width: 640, History: 300, VarThreshold: 16, Warmup: 25, MinBlobRatio: 0.0005},
+			Motion: motion.Config{Width: benchWidth, History: 300, VarThreshold: 16, Warmup: 25, MinBlobRatio: 0.0005},
 			Zones:  []Zone{{Name: "crossing", Polygon: crossing}},
 			Scenarios: []Scenario{
 				{Type: "intrusion", Severity: 3, Zones: []string{"crossing"}, Lifecycle: lc},
@@ -238,7 +241,7 @@ func benchTable() string {
 	}
 	sort.Strings(names)
 	var sb strings.Builder
-	fmt.Fprintf(&sb, "%-46s %9s %7s %11s %7s %8s\n", "analysis at 640 px (OpenCV on 1 thread)", "fps/core", "fps", "calls/frame", "gated", "avoided")
+	fmt.Fprintf(&sb, "%-46s %9s %7s %11s %7s %8s\n", fmt.Sprintf("analysis at %d px (OpenCV on 1 thread)", benchWidth), "fps/core", "fps", "calls/frame", "gated", "avoided")
 	for _, n := range names {
 		r := benchResults[n]
 		gated, avoided := "-", "-"
