@@ -86,13 +86,15 @@ if ((${#PLAIN[@]})); then
 	fi
 fi
 
-# gocv's matprofile counts open Mats: the detector and tracker tests and a
-# replay of the whole pipeline must leave none (gocvtest.CheckMats).
+# gocv's matprofile counts open Mats: the detector and tracker tests, a
+# replay of the whole pipeline, and decoded pictures (the decoder's and an
+# RTSP source's) must leave none (gocvtest.CheckMats).
 # shellcheck disable=SC2086
 if ((${#PLAIN[@]})); then
 	echo "== go test -tags matprofile (no leaked gocv Mats)"
 	if ! "$GO" test -count=1 -tags matprofile -timeout "$TEST_TIMEOUT" ${GOTESTFLAGS:-} ./agent/internal/detect ./agent/internal/track ||
-		! "$GO" test -count=1 -tags matprofile -timeout "$TEST_TIMEOUT" -run 'LeavesNoMats' ${GOTESTFLAGS:-} ./agent/internal/replay; then
+		! "$GO" test -count=1 -tags matprofile -timeout "$TEST_TIMEOUT" -run 'LeavesNoMats' ${GOTESTFLAGS:-} ./agent/internal/replay ||
+		! "$GO" test -count=1 -tags matprofile -timeout "$TEST_TIMEOUT" -run 'Picture|DecodesOnlyWhatAnalysisNeeds' ${GOTESTFLAGS:-} ./agent/internal/decode ./agent/internal/source; then
 		failed+=("matprofile")
 	fi
 fi
