@@ -1,4 +1,4 @@
-// Package gocvtest helps tests find leaked gocv Mats. Built with
+// Package gocvtest helps tests find leaked gocv Mats and read video frames. Built with
 // -tags matprofile, MatCount is the number of open Mats; without it Mats are
 // not counted and MatCount is -1 (so before == after always holds).
 package gocvtest

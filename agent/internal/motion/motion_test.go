@@ -6,6 +6,7 @@ import (
 
 	"gocv.io/x/gocv"
 
+	"github.com/xueliang/xl/agent/internal/gocvtest"
 	"github.com/xueliang/xl/internal/testenv"
 )
 
@@ -16,21 +17,7 @@ var testZones = [][][2]float64{
 
 func readFrames(t testing.TB, n int) []gocv.Mat {
 	t.Helper()
-	vc, err := gocv.VideoCaptureFile(testenv.Video(t))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer vc.Close()
-	var frames []gocv.Mat
-	for len(frames) < n {
-		m := gocv.NewMat()
-		if !vc.Read(&m) {
-			m.Close()
-			break
-		}
-		frames = append(frames, m)
-	}
-	return frames
+	return gocvtest.Frames(t, testenv.Video(t), 1, n)
 }
 
 func TestStaticSceneHasNoMotion(t *testing.T) {

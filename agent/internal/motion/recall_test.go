@@ -4,7 +4,6 @@ import (
 	"fmt"
 	"image"
 	"math"
-	"path/filepath"
 	"strings"
 	"syscall"
 	"testing"
@@ -13,6 +12,7 @@ import (
 	"gocv.io/x/gocv"
 
 	"github.com/xueliang/xl/agent/internal/detect"
+	"github.com/xueliang/xl/agent/internal/detect/detecttest"
 	"github.com/xueliang/xl/agent/internal/gocvtest"
 	"github.com/xueliang/xl/internal/testenv"
 )
@@ -73,47 +73,6 @@ type truth struct {
 	unmatched       int // persons with no match recallLookback frames ago
 }
 
-// readEvery returns every step-th frame of vtest.avi, at most n of them; the
-// caller closes them. (readFrames keeps every frame: too much memory here.)
-func readEvery(t testing.TB, step, n int) []gocv.Mat {
-	t.Helper()
-	vc, err := gocv.VideoCaptureFile(testenv.Video(t))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer vc.Close()
-	m := gocv.NewMat()
-	defer m.Close()
-	var frames []gocv.Mat
-	for i := 0; len(frames) < n && vc.Read(&m) && !m.Empty(); i++ {
-		if i%step == 0 {
-			frames = append(frames, m.Clone())
-		}
-	}
-	return frames
-}
-
-// recallYOLOX loads the shared model, verified against the repository's
-// manifest (so no child-process check is needed), reporting persons only.
-func recallYOLOX(t *testing.T) *detect.YOLOX {
-	t.Helper()
-	model := testenv.Model(t)
-	m, err := detect.LoadManifest(filepath.Join(testenv.RepoRoot(t), "models", "manifest.yaml"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	entry, ok := m.Lookup("yolox_nano")
-	if !ok {
-		t.Fatal("manifest has no yolox_nano")
-	}
-	y, err := detect.NewYOLOX(detect.Config{Model: model, Entry: entry, Allowed: []string{"person"}}, nil, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { y.Close() })
-	return y
-}
-
 // groundTruth runs YOLOX on every frame and marks the moving persons: a
 // person in frame i is matched to the person recallLookback frames earlier
 // with the nearest centre among those overlapping it (IoU > 0.1) or centred
@@ -122,7 +81,7 @@ func recallYOLOX(t *testing.T) *detect.YOLOX {
 // count.
 func groundTruth(t *testing.T, frames []gocv.Mat) []truth {
 	t.Helper()
-	y := recallYOLOX(t)
+	y := detecttest.YOLOX(t, nil, "person")
 	gt := make([]truth, len(frames))
 	for i, f := range frames {
 		dets, err := y.Detect(f, nil)
@@ -317,7 +276,7 @@ func TestMotionRecallAcrossWidths(t *testing.T) {
 		t.Skip("runs YOLOX on ~400 frames and motion at ten configurations")
 	}
 	gocvtest.CheckMats(t)
-	frames := readEvery(t, recallStep, recallFrames)
+	frames := gocvtest.Frames(t, testenv.Video(t), recallStep, recallFrames) // every 2nd: all ~795 would take about 1 GB
 	defer func() {
 		for i := range frames {
 			frames[i].Close()

@@ -2,7 +2,6 @@ package pipeline
 
 import (
 	"fmt"
-	"path/filepath"
 	"sort"
 	"strings"
 	"sync"
@@ -13,6 +12,7 @@ import (
 	"gocv.io/x/gocv"
 
 	"github.com/xueliang/xl/agent/internal/detect"
+	"github.com/xueliang/xl/agent/internal/detect/detecttest"
 	"github.com/xueliang/xl/agent/internal/event"
 	"github.com/xueliang/xl/agent/internal/motion"
 	"github.com/xueliang/xl/internal/testenv"
@@ -144,17 +144,7 @@ const benchWidth = 320
 //   - x-always1: speed against the detector on every frame, measured in the
 //     same run; x-motion-only: against motion alone (no detector).
 func BenchmarkAnalysis(b *testing.B) {
-	model := testenv.Model(b)
-	m, err := detect.LoadManifest(filepath.Join(testenv.RepoRoot(b), "models", "manifest.yaml"))
-	if err != nil {
-		b.Fatal(err)
-	}
-	entry, _ := m.Lookup("yolox_nano")
-	y, err := detect.NewYOLOX(detect.Config{Model: model, Entry: entry}, nil, nil)
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer y.Close()
+	y := detecttest.YOLOX(b, nil)
 	crossing := [][2]float64{{0, 0.33}, {0.55, 0.33}, {0.75, 0.2}, {1, 0.2}, {1, 0.86}, {0.75, 0.76}, {0.5, 0.62}, {0.3, 0.5}, {0, 0.44}}
 	lc := event.Config{MinDuration: time.Second, EndAfter: 3 * time.Second, UpdateInterval: 10 * time.Second}
 	config := func(det detect.Detector, gating string, every int) Config {

@@ -1,7 +1,6 @@
 package pipeline
 
 import (
-	"path/filepath"
 	"testing"
 	"time"
 
@@ -9,6 +8,7 @@ import (
 
 	"github.com/xueliang/xl/agent/internal/decode"
 	"github.com/xueliang/xl/agent/internal/detect"
+	"github.com/xueliang/xl/agent/internal/detect/detecttest"
 	"github.com/xueliang/xl/agent/internal/event"
 	"github.com/xueliang/xl/agent/internal/motion"
 	"github.com/xueliang/xl/internal/testenv"
@@ -31,17 +31,7 @@ func (p *countingPicture) Full() (gocv.Mat, error) {
 // looked at (every third, where something moved) otherwise. Motion works
 // on the scaled copy.
 func TestFullFrameOnlyForTheDetector(t *testing.T) {
-	model := testenv.Model(t)
-	m, err := detect.LoadManifest(filepath.Join(testenv.RepoRoot(t), "models", "manifest.yaml"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	entry, _ := m.Lookup("yolox_nano")
-	y, err := detect.NewYOLOX(detect.Config{Model: model, Entry: entry}, nil, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer y.Close()
+	y := detecttest.YOLOX(t, nil)
 	zone := [][2]float64{{0, 0.33}, {1, 0.2}, {1, 0.86}, {0, 0.44}}
 	lc := event.Config{MinDuration: time.Second, EndAfter: 3 * time.Second, UpdateInterval: 10 * time.Second}
 	for _, tc := range []struct {

@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/xueliang/xl/agent/internal/detect"
+	"github.com/xueliang/xl/agent/internal/detect/detecttest"
 	"github.com/xueliang/xl/agent/internal/event"
 	"github.com/xueliang/xl/agent/internal/gocvtest"
 	"github.com/xueliang/xl/agent/internal/motion"
@@ -61,20 +62,7 @@ const (
 // manifest (skipped without the model, except in CI).
 func yolox(t testing.TB) (*detect.YOLOX, wire.Model) {
 	t.Helper()
-	model := testenv.Model(t)
-	m, err := detect.LoadManifest(filepath.Join(testenv.RepoRoot(t), "models", "manifest.yaml"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	e, ok := m.Lookup("yolox_nano")
-	if !ok {
-		t.Fatal("manifest has no yolox_nano")
-	}
-	y, err := detect.NewYOLOX(detect.Config{Model: model, Entry: e}, nil, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { y.Close() })
+	y := detecttest.YOLOX(t, nil)
 	info := y.Model()
 	return y, wire.Model{Name: info.Name, Version: info.Version, SHA256: info.SHA256}
 }

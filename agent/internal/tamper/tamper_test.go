@@ -19,27 +19,15 @@ func TestMain(m *testing.M) { os.Exit(gocvtest.RunCheckingMats(m)) }
 // walking all along: frames [0, n).
 func clip(t testing.TB, n int) []gocv.Mat {
 	t.Helper()
-	vc, err := gocv.VideoCaptureFile(testenv.Video(t))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer vc.Close()
-	m := gocv.NewMat()
-	defer m.Close()
-	var out []gocv.Mat
-	for i := 0; len(out) < n; i++ {
-		if !vc.Read(&m) || m.Empty() {
-			t.Fatalf("vtest.avi ended after %d frames", i)
-		}
-		if i%2 == 0 {
-			out = append(out, m.Clone())
-		}
-	}
+	out := gocvtest.Frames(t, testenv.Video(t), 2, n)
 	t.Cleanup(func() {
 		for _, f := range out {
 			f.Close()
 		}
 	})
+	if len(out) < n {
+		t.Fatalf("vtest.avi ended after %d frames at 5 fps, want %d", len(out), n)
+	}
 	return out
 }
 

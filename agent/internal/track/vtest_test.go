@@ -1,13 +1,13 @@
 package track
 
 import (
-	"path/filepath"
 	"testing"
 	"time"
 
 	"gocv.io/x/gocv"
 
 	"github.com/xueliang/xl/agent/internal/detect"
+	"github.com/xueliang/xl/agent/internal/detect/detecttest"
 	"github.com/xueliang/xl/internal/testenv"
 )
 
@@ -15,22 +15,7 @@ import (
 // (so no child-process check is needed).
 func yolox(t *testing.T) *detect.YOLOX {
 	t.Helper()
-	root := testenv.RepoRoot(t)
-	model := testenv.Model(t)
-	m, err := detect.LoadManifest(filepath.Join(root, "models", "manifest.yaml"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	entry, ok := m.Lookup("yolox_nano")
-	if !ok {
-		t.Fatal("manifest has no yolox_nano")
-	}
-	y, err := detect.NewYOLOX(detect.Config{Model: model, Entry: entry, Allowed: []string{"person"}}, nil, testLog(t))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { y.Close() })
-	return y
+	return detecttest.YOLOX(t, testLog(t), "person")
 }
 
 // TestVtestTrackIDs runs YOLOX and the tracker over 100 frames of vtest.avi
