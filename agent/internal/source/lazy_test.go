@@ -129,3 +129,56 @@ func TestDecodesOnlyWhatAnalysisNeeds(t *testing.T) {
 		})
 	}
 }
+
+// In keyframe_only mode only the key frames analysis takes are decoded:
+// the non-key frames and the key frames between two analysed ones never
+// are.
+// (H.265 from x265 has CRA key frames, which do not discard waiting ones.)
+func TestKeyframeOnlyDecodesOnlyAnalysedKeyFrames(t *testing.T) {
+	for _, codec := range []string{decode.CodecH264, decode.CodecH265} {
+		t.Run(codec, func(t *testing.T) { keyframeOnly(t, codec) })
+	}
+}
+
+func keyframeOnly(t *testing.T, codec string) {
+	gocvtest.CheckMats(t)
+	const spacing = 100 * time.Millisecond
+	_, aus, err := rtsptest.ReadTS(rtsptest.Encode(t, cacheDir, testenv.Video(t), codec, 6, "", 5, false))
+	if err != nil {
+		t.Fatal(err)
+	}
+	reg := prometheus.NewRegistry()
+	m := NewMetrics(reg)
+	// Key frames every 0.5 s, analysis once a second.
+	s, err := New("cam", Config{URL: "rtsp://127.0.0.1:1/cam", FPS: 1, QueueSize: len(aus), KeyframeOnly: true, Width: 320}, m, slog.New(slog.DiscardHandler))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	r := &rtspReader{s: s, interval: time.Second, rateAt: time.Now()}
+	defer func() { r.dec.Close() }()
+	t0 := time.Now()
+	keys := 0
+	for i := range aus {
+		key := decode.IsKeyFrame(codec, aus[i].NALUs)
+		if key {
+			keys++
+		}
+		r.onAccessUnit(rtsp.AccessUnit{Codec: codec, PTS: aus[i].PTS, Wall: t0.Add(time.Duration(i) * spacing),
+			NALUs: aus[i].NALUs, KeyFrame: key, Session: 1})
+	}
+	analysed := 0
+	for f, ok := s.Frames().TryPop(); ok; f, ok = s.Frames().TryPop() {
+		analysed++
+		f.Pic.Close()
+	}
+	decoded := testutil.ToFloat64(m.FramesRead.WithLabelValues("cam"))
+	skipped := testutil.ToFloat64(m.NotDecoded.WithLabelValues("cam"))
+	t.Logf("%d access units, %d key frames: %v decoded, %v not, %d analysed", len(aus), keys, decoded, skipped, analysed)
+	if analysed < 5 || int(decoded) != analysed || keys <= analysed {
+		t.Errorf("%v decoded for %d analysed (of %d key frames), want only the analysed ones", decoded, analysed, keys)
+	}
+	if int(decoded+skipped) != len(aus) || len(r.pending) != 0 {
+		t.Errorf("decoded %v + not decoded %v ≠ %d access units (%d waiting)", decoded, skipped, len(aus), len(r.pending))
+	}
+}

@@ -104,6 +104,10 @@ func (r *rtspReader) onAccessUnit(au rtsp.AccessUnit) {
 	// waiting, so the frames after the last analysed one of a GOP are never
 	// decoded.
 	want := r.lastOut.IsZero() || au.Wall.Sub(r.lastOut) >= r.interval-5*time.Millisecond
+	if s.cfg.KeyframeOnly && !want {
+		s.cm.notDecoded.Inc() // key frames need no other frames
+		return
+	}
 	if resetsReferences(au) || (len(r.pending) > 0 && r.pending[0].Session != au.Session) {
 		r.dropPending() // (a new connection starts over too)
 	}
